@@ -1,0 +1,1 @@
+"""SwiftVR in JAX: real-time one-step generative video restoration."""

@@ -1,0 +1,251 @@
+"""Frozen dataclass configs, presets and safe `--set a.b=value` overrides.
+
+A `Config` groups the DiT (`model`), the ReAE autoencoder (`reae`), the streaming
+restorer (`stream`), training (`train`) and the device mesh (`mesh`). Presets:
+`tiny` (unit tests), `small` (CPU-trainable default), `swiftvr-5b` (the official
+Wan2.2-TI2V-5B layout). Overrides are parsed from strings by field type; nothing
+is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTENTION_MODES = ("full", "swin", "mfswa")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake (bad key, value or preset)."""
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Wan2.2-style video DiT. `attention` picks the self-attention of every block."""
+
+    dim: int = 3072
+    num_layers: int = 30
+    num_heads: int = 24
+    ffn_dim: int = 14336
+    in_channels: int = 48
+    out_channels: int = 48
+    patch: tuple[int, int, int] = (1, 2, 2)
+    text_dim: int = 4096
+    text_len: int = 512  # length of the fixed (null/empty-prompt) text embedding
+    freq_dim: int = 256
+    eps: float = 1e-6
+    cross_attn_norm: bool = True
+    rope_theta: float = 10000.0
+    attention: str = "mfswa"
+    window: tuple[int, int] = (16, 16)  # latent tokens (h, w) after patchify
+    remat: bool = False
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+
+    def __post_init__(self):
+        _check_choice("model.attention", self.attention, ATTENTION_MODES)
+        _check_choice("model.dtype", self.dtype, DTYPES)
+        if self.dim % self.num_heads:
+            raise ConfigError(f"model.dim={self.dim} must be divisible by model.num_heads={self.num_heads}")
+        if self.num_layers % 2:
+            raise ConfigError(f"model.num_layers={self.num_layers} must be even (unshifted/shifted pairs)")
+        if min(self.window) < 1:
+            raise ConfigError(f"model.window={self.window} must be positive")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class ReAEConfig:
+    """Restoration-aware autoencoder (TAEHV-style memory blocks).
+
+    `spatial_strides` lists the encoder stages' spatial strides (the decoder mirrors
+    them); pixel-(un)shuffle adds another factor 2, so (2, 2, 2) is 16x and (1, 2, 2) 8x.
+    """
+
+    latent_channels: int = 48
+    enc_width: int = 64
+    dec_widths: tuple[int, ...] = (512, 256, 128, 64)
+    time_strides: tuple[int, ...] = (2, 2, 1)  # encoder TPool strides; decoder TGrow reversed
+    spatial_strides: tuple[int, ...] = (2, 2, 2)
+    blocks_per_stage: int = 3
+    pixel_shuffle: int = 2
+
+    def __post_init__(self):
+        n = len(self.time_strides)
+        if len(self.spatial_strides) != n or len(self.dec_widths) != n + 1:
+            raise ConfigError(
+                f"reae: time_strides ({n}), spatial_strides ({len(self.spatial_strides)}) and "
+                f"dec_widths ({len(self.dec_widths)}, needs stages+1) do not agree")
+
+    @property
+    def space_factor(self) -> int:
+        f = self.pixel_shuffle
+        for s in self.spatial_strides:
+            f *= s
+        return f
+
+    @property
+    def time_factor(self) -> int:
+        f = 1
+        for s in self.time_strides:
+            f *= s
+        return f
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Causal chunk-wise streaming restoration."""
+
+    clip_len: int = 24  # frames of a MIDDLE chunk; multiple of the ReAE time factor (4)
+    upscale: int = 4
+    timestep: float = 1000.0  # t=1 on the 1000-step scale fed to the embedder
+
+    def __post_init__(self):
+        if self.clip_len < 4 or self.clip_len % 4:
+            raise ConfigError(f"stream.clip_len={self.clip_len} must be a positive multiple of 4")
+        if not 1 <= self.upscale <= 4:
+            raise ConfigError(f"stream.upscale={self.upscale} must be in 1..4")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh shape; -1 on one axis takes the remaining devices."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by the training stages."""
+
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    clip_frames: int = 8  # HQ frames per training clip
+    hq_size: int = 128  # HQ crop side in pixels
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "swiftvr-5b"
+    model: DiTConfig = field(default_factory=DiTConfig)
+    reae: ReAEConfig = field(default_factory=ReAEConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _presets() -> dict[str, Config]:
+    tiny = Config(
+        preset="tiny",
+        model=DiTConfig(dim=64, num_layers=2, num_heads=2, ffn_dim=128, in_channels=16, out_channels=16,
+                        text_dim=32, text_len=4, freq_dim=32, window=(4, 4)),
+        reae=ReAEConfig(latent_channels=16, enc_width=16, dec_widths=(32, 32, 16, 16), blocks_per_stage=1),
+        train=TrainConfig(steps=10, batch_size=2, clip_frames=8, hq_size=64),
+    )
+    small = Config(
+        preset="small",
+        model=DiTConfig(dim=384, num_layers=8, num_heads=6, ffn_dim=1536, text_dim=384, text_len=16,
+                        freq_dim=256),
+        reae=ReAEConfig(enc_width=64, dec_widths=(128, 128, 64, 64), blocks_per_stage=2),
+        train=TrainConfig(steps=20000, batch_size=4, clip_frames=8, hq_size=128),
+    )
+    return {"tiny": tiny, "small": small, "swiftvr-5b": Config(preset="swiftvr-5b")}
+
+
+PRESETS = tuple(_presets())
+
+
+def get_config(preset: str = "small", overrides: typing.Sequence[str] = ()) -> Config:
+    """The named preset with `section.field=value` overrides applied."""
+    presets = _presets()
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    return apply_overrides(presets[preset], overrides)
+
+
+def _parse_value(text: str, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ in (int, float, str):
+            return typ(text.strip())
+        if origin is tuple:
+            args = typing.get_args(typ)
+            items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_parse_value(s, args[0], where) for s in items)
+            if len(items) != len(args):
+                raise ValueError
+            return tuple(_parse_value(s, a, where) for s, a in zip(items, args))
+    except ValueError:
+        pass
+    raise ConfigError(f"{where}: cannot read {text!r} as {getattr(typ, '__name__', typ)}")
+
+
+def apply_overrides(cfg: Config, overrides: typing.Sequence[str]) -> Config:
+    """Apply strings like `model.window=8,8` or `train.lr=3e-4` to a frozen config."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        sections = {f.name: f for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(f.default_factory)}
+        if len(parts) != 2 or parts[0] not in sections:
+            raise ConfigError(f"unknown key {key!r}; keys look like <{'|'.join(sections)}>.<field>")
+        section = getattr(cfg, parts[0])
+        hints = typing.get_type_hints(type(section))
+        if parts[1] not in hints:
+            raise ConfigError(f"unknown key {key!r}; {parts[0]} has fields {', '.join(hints)}")
+        new_value = _parse_value(value, hints[parts[1]], key)
+        cfg = dataclasses.replace(cfg, **{parts[0]: dataclasses.replace(section, **{parts[1]: new_value})})
+    return cfg
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        if name not in hints:
+            raise ConfigError(f"{cls.__name__} has no field {name!r}")
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            value = _from_dict(typ, value)
+        elif typing.get_origin(typ) is tuple:
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Inverse of `Config.to_dict` (for configs saved next to weights and runs)."""
+    return _from_dict(Config, data)

@@ -1,0 +1,1 @@
+"""Neural network modules (NNX): the DiT and the ReAE autoencoder."""
