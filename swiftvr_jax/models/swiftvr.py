@@ -1,0 +1,131 @@
+"""The whole SwiftVR restorer (ReAE + DiT + fixed text conditioning) and its weight files.
+
+The project's own weight format is a directory holding `config.json` (the resolved
+`Config`) and `model.safetensors` (every parameter, keys like `dit.blocks.even.attn1.to_q.kernel`,
+float32, JAX layouts). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from swiftvr_jax.config import Config, ConfigError, config_from_dict
+from swiftvr_jax.models.dit import DiT
+from swiftvr_jax.models.reae import ReAE
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class SwiftVR(nnx.Module):
+    """ReAE encoder/decoder, the one-step DiT and the fixed text embedding it attends to.
+
+    `text` [1, text_len, text_dim] is the empty-prompt umT5 embedding for official weights,
+    or a learned null embedding for models trained from scratch here.
+    """
+
+    def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+        self.reae = ReAE(cfg.reae, rngs=rngs)
+        self.dit = DiT(cfg.model, rngs=rngs)
+        m = cfg.model
+        self.text = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, m.text_len, m.text_dim), jnp.float32))
+
+
+class WeightsError(ValueError):
+    """A weight directory that does not match the model (missing, unknown or mis-shaped tensors)."""
+
+
+def flat_params(model: nnx.Module) -> dict[str, jax.Array]:
+    """Parameters as a flat {dotted.key: array} dict."""
+    pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(pure)[0]:
+        flat[".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)] = leaf
+    return flat
+
+
+def load_flat_params(model: nnx.Module, tensors: dict[str, np.ndarray], *, what: str = "weights") -> None:
+    """Strictly copy {dotted.key: array} into `model` (shapes and key sets must match exactly)."""
+    state = nnx.state(model, nnx.Param)
+    expected = flat_params(model)
+    missing = sorted(set(expected) - set(tensors))
+    unknown = sorted(set(tensors) - set(expected))
+    if missing or unknown:
+        raise WeightsError(f"{what}: {len(missing)} missing tensors (e.g. {missing[:3]}) and "
+                           f"{len(unknown)} unknown tensors (e.g. {unknown[:3]})")
+    for key, ref in expected.items():
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise WeightsError(f"{what}: tensor {key} has shape {tuple(tensors[key].shape)}, "
+                               f"the model expects {tuple(ref.shape)}")
+    pure = nnx.to_pure_dict(state)
+
+    def fill(node, prefix):
+        for k in list(node):
+            key = f"{prefix}{k}"
+            if isinstance(node[k], dict):
+                fill(node[k], key + ".")
+            else:
+                node[k] = jnp.asarray(tensors[key], jnp.float32)
+
+    fill(pure, "")
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(model, state)
+
+
+def save_pretrained(model: SwiftVR, cfg: Config, path: str) -> None:
+    """Write `config.json` + `model.safetensors` into directory `path`."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, CONFIG_NAME), "w") as f:
+        f.write(cfg.to_json())
+    arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(model).items()}
+    tmp = os.path.join(path, WEIGHTS_NAME + ".partial")
+    save_file(arrays, tmp, metadata={"format": "swiftvr-jax", "preset": cfg.preset})
+    os.replace(tmp, os.path.join(path, WEIGHTS_NAME))
+
+
+def read_config(path: str) -> Config:
+    """The `Config` stored in a weight directory, with a one-line error when unusable."""
+    cfg_path = os.path.join(path, CONFIG_NAME)
+    if not os.path.isfile(cfg_path):
+        raise WeightsError(f"{path}: no {CONFIG_NAME}; expected a directory written by save_pretrained "
+                           f"or swiftvr-convert")
+    try:
+        with open(cfg_path) as f:
+            return config_from_dict(json.load(f))
+    except (json.JSONDecodeError, ConfigError, TypeError) as e:
+        raise WeightsError(f"{cfg_path}: unreadable config ({e})") from None
+
+
+def load_pretrained(path: str, *, dtype: str | None = None) -> tuple[SwiftVR, Config]:
+    """Build the model described by `path/config.json` and load `path/model.safetensors`.
+
+    `dtype` overrides the DiT compute dtype (parameters stay float32).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    cfg = read_config(path)
+    if dtype is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=dtype))
+    weights = os.path.join(path, WEIGHTS_NAME)
+    if not os.path.isfile(weights):
+        raise WeightsError(f"{path}: no {WEIGHTS_NAME}")
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{weights}: not a readable safetensors file ({e})") from None
+    model = nnx.eval_shape(lambda: SwiftVR(cfg, rngs=nnx.Rngs(0)))
+    # Abstract params: replace them with zeros of the right shape, then load (no random init cost).
+    state = nnx.state(model)
+    nnx.update(model, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state))
+    load_flat_params(model, tensors, what=weights)
+    return model, cfg

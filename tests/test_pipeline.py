@@ -1,0 +1,140 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from swiftvr_jax.config import get_config
+from swiftvr_jax.models.swiftvr import SwiftVR, WeightsError, load_pretrained, save_pretrained
+from swiftvr_jax.pipeline import ChunkType, SwiftVRPipeline, plan_chunks
+
+CFG = get_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return SwiftVRPipeline(SwiftVR(CFG, rngs=nnx.Rngs(0)), CFG)
+
+
+def _frames(n, h=20, w=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _official_schedule(t, clip_len):
+    """The official release's chunk list for t = 4a+1 frames: (kind, start, count)."""
+    if t <= clip_len + 4:
+        return [("last", 0, t)]
+    out, pos = [("first", 0, clip_len + 4)], clip_len + 4
+    while t - pos > clip_len:
+        out.append(("middle", pos, clip_len))
+        pos += clip_len
+    return out + [("last", pos, t - pos)]
+
+
+def _reference_restore(model, frames, upscale, clip_len):
+    """Eager, variable-shape reimplementation of the official per-chunk protocol."""
+    t, h, w, _ = frames.shape
+    H, W = h * upscale, w * upscale
+    ph, pw = -(-H // 32) * 32, -(-W // 32) * 32
+    enc = model.reae.init_encoder_state(1, ph, pw)
+    dec = model.reae.init_decoder_state(1, ph // 16, pw // 16)
+    text = model.text[...]
+    outs, prev_z, offset, full = [], None, 0, clip_len // 4
+    for i, (kind, start, count) in enumerate(_official_schedule(t, clip_len)):
+        x = frames[start:start + count].astype(np.float32) / 255.0
+        if kind == "last":  # 4b+1 frames -> 4b+4 by repeating the last frame
+            x = np.concatenate([x, np.repeat(x[-1:], 3, axis=0)])
+        x = jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), "bilinear")
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, ph - H), (0, pw - W), (0, 0)))
+        z, enc = model.reae.encode(x, enc)
+        k = z.shape[1]
+        if kind == "last" and prev_z is not None and k < full:
+            z_in = jnp.concatenate([prev_z[:, prev_z.shape[1] - (full - k):], z], axis=1)
+            off = offset - (full - k)
+        else:
+            z_in, off = z, offset
+        z_hq = (z_in - model.dit(z_in, 1000.0, text, t_offset=off))[:, -k:]
+        y, dec = model.reae.decode(z_hq, dec)
+        if i == 0:
+            y = y[:, 3:]
+        outs.append(np.asarray(jnp.round(y[0, :, :H, :W] * 255)).astype(np.uint8))
+        prev_z, offset = z, offset + k
+    return np.concatenate(outs)
+
+
+def test_plan_matches_official_schedule_for_4a_plus_1():
+    for t in range(1, 200, 4):
+        ours = plan_chunks(t, 24)
+        official = _official_schedule(t, 24)
+        assert len(ours) == len(official)
+        for c, (kind, _, count) in zip(ours, official):
+            want = {"first": count, "middle": count}.get(kind, count + 3)  # LAST gets its 3 padded frames
+            assert c.frames == want
+            assert c.kind.value == kind or (c.kind == ChunkType.SINGLE and len(official) == 1)
+
+
+@pytest.mark.parametrize("t", [5, 13, 17, 29])
+def test_pipeline_equals_official_protocol_reference(pipe, t):
+    frames = _frames(t)
+    got = pipe.restore_frames(frames, upscale=2, clip_len=8)
+    want = _reference_restore(pipe.model, frames, 2, 8)
+    assert got.shape == want.shape == (t, 40, 48, 3)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.01  # jit vs eager rounding only
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6, 11, 12, 14, 26, 27, 31])
+def test_every_input_frame_is_kept(pipe, n):
+    out = pipe.restore_frames(_frames(n, 9, 13), upscale=3, clip_len=8)
+    assert out.shape == (n, 27, 39, 3) and out.dtype == np.uint8
+
+
+def test_stream_in_uneven_pieces_equals_one_call(pipe):
+    frames = _frames(37, seed=3)
+    whole = pipe.restore_frames(frames, upscale=2, clip_len=8)
+    session = pipe.stream(upscale=2, clip_len=8)
+    parts, i = [], 0
+    for size in [1, 5, 2, 9, 3, 17]:
+        got = session.step(frames[i:i + size])
+        i += size
+        if got is not None:
+            parts.append(got)
+    parts.append(session.flush())
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert session.frames_out == 37
+
+
+def test_one_compilation_per_chunk_type():
+    pipe = SwiftVRPipeline(SwiftVR(CFG, rngs=nnx.Rngs(1)), CFG)
+    session = pipe.stream(upscale=1, clip_len=8)
+    frames = _frames(12 + 8 * 8 + 5, 32, 32)  # FIRST + 8 MIDDLE + LAST = 10 chunks
+    for i in range(0, len(frames), 4):
+        session.step(frames[i:i + 4])
+    session.flush()
+    assert len(session.chunk_kinds) == 10
+    assert pipe.compilations() == {"encode": 2, "dit": 2, "decode": 2}
+
+
+def test_frame_size_change_and_bad_dtype_rejected(pipe):
+    s = pipe.stream(upscale=1, clip_len=8)
+    s.step(_frames(2, 16, 16))
+    with pytest.raises(ValueError, match="frame size changed"):
+        s.step(_frames(2, 16, 20))
+    with pytest.raises(ValueError, match="uint8"):
+        pipe.stream().step(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def test_weights_round_trip_and_strict_loading(tmp_path, pipe):
+    save_pretrained(pipe.model, CFG, str(tmp_path / "w"))
+    loaded = SwiftVRPipeline.from_pretrained(str(tmp_path / "w"))
+    frames = _frames(6)
+    np.testing.assert_array_equal(loaded.restore_frames(frames, upscale=1), pipe.restore_frames(frames, upscale=1))
+    other = dataclasses.replace(CFG, model=dataclasses.replace(CFG.model, ffn_dim=96))
+    (tmp_path / "bad").mkdir()
+    save_pretrained(SwiftVR(other, rngs=nnx.Rngs(0)), CFG, str(tmp_path / "bad"))  # config says 128
+    with pytest.raises(WeightsError, match="ffn"):
+        load_pretrained(str(tmp_path / "bad"))
+    with pytest.raises(WeightsError, match="config.json"):
+        load_pretrained(str(tmp_path))
