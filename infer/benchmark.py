@@ -6,6 +6,7 @@ warm-up, ratios against MFSWA, achieved GFLOP/s and the machine's dense-matmul G
 
     python -m infer.benchmark attention --preset small
     python -m infer.benchmark dit --preset small --set model.num_layers=2
+    python -m infer.benchmark stream --preset small --size 128x224
 """
 
 from __future__ import annotations
@@ -168,9 +169,103 @@ def bench_dit(cfg, args) -> list[dict]:
     return rows
 
 
+class _PeakRSS:
+    """Samples this process's resident memory (Linux /proc) in a thread; `.peak` in bytes."""
+
+    def __init__(self, interval: float = 0.01):
+        import threading
+
+        self.peak, self._stop, self.interval = self.current(), threading.Event(), interval
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def current() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.current())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def _device_peak_bytes():
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def _run_stream(pipe, frames_lq: np.ndarray, n_chunks: int, clip_len: int, upscale: int, profile: bool):
+    """Feed a synthetic stream of exactly `n_chunks` chunks; returns timing and memory numbers."""
+    tf = pipe.time_factor
+    # n frames such that the plan is FIRST + (n_chunks-2) MIDDLE + LAST(one 4-frame group).
+    n = clip_len + tf + (n_chunks - 2) * clip_len + 1
+    session = pipe.stream(upscale=upscale, clip_len=clip_len, profile=profile)
+    io_s, t0 = 0.0, time.perf_counter()
+    with _PeakRSS() as rss:
+        for i in range(0, n, 4):
+            idx = np.arange(i, min(i + 4, n)) % len(frames_lq)
+            t_io = time.perf_counter()
+            group = frames_lq[idx]
+            io_s += time.perf_counter() - t_io
+            for out in session.push(group):
+                t_io = time.perf_counter()
+                np.asarray(out)  # device -> host copy, as a writer would
+                io_s += time.perf_counter() - t_io
+        for out in session.finish():
+            t_io = time.perf_counter()
+            np.asarray(out)
+            io_s += time.perf_counter() - t_io
+    total = time.perf_counter() - t0
+    assert len(session.chunk_kinds) == n_chunks, session.chunk_kinds
+    return {"frames": session.frames_out, "seconds": total, "fps": session.frames_out / total, "io_s": io_s,
+            "timings": session.timings, "chunks": session.chunk_kinds, "peak_rss_bytes": rss.peak}
+
+
+def bench_stream(cfg, args) -> list[dict]:
+    from swiftvr_jax.pipeline import SwiftVRPipeline
+
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    up, clip_len = cfg.stream.upscale, cfg.stream.clip_len
+    if h % up or w % up:
+        raise ConfigError(f"--size {args.size} must be divisible by the upscale {up}")
+    pipe = SwiftVRPipeline.from_config(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    lq = rng.integers(0, 256, (clip_len + 8, h // up, w // up, 3), dtype=np.uint8)
+    base_rss = _PeakRSS.current()
+    first = _run_stream(pipe, lq, args.chunks, clip_len, up, profile=True)  # includes compilation
+    steady = _run_stream(pipe, lq, args.chunks, clip_len, up, profile=True)
+    compiles = pipe.compilations()
+    mem = {}
+    for n in (2, 20):
+        r = _run_stream(pipe, lq, n, clip_len, up, profile=False)
+        mem[n] = r["peak_rss_bytes"] - base_rss
+    row = {"size": f"{h}x{w}", "upscale": up, "clip_len": clip_len, "chunks": args.chunks,
+           "fps": steady["frames"] / steady["seconds"], "compile_s": first["seconds"] - steady["seconds"],
+           "io_ms_per_chunk": 1e3 * steady["io_s"] / args.chunks, "compilations": compiles,
+           "rss_2_chunks_mb": mem[2] / 2 ** 20, "rss_20_chunks_mb": mem[20] / 2 ** 20,
+           "rss_ratio_20_vs_2": mem[20] / max(mem[2], 1), "device_peak_bytes": _device_peak_bytes()}
+    # Per chunk type: the MIDDLE chunks are the steady state that sets throughput.
+    for stage in ("encode", "dit", "decode"):
+        times = steady["timings"][stage]
+        kinds = steady["chunks"]
+        mids = [t for t, k in zip(times, kinds) if k == "middle"] or times
+        row[f"{stage}_ms"] = 1e3 * statistics.median(mids)
+    row["chunk_ms"] = row["encode_ms"] + row["dit_ms"] + row["decode_ms"]
+    row["middle_chunk_fps"] = clip_len / (row["chunk_ms"] / 1e3)
+    return [row]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["attention", "dit"])
+    p.add_argument("what", choices=["attention", "dit", "stream"])
     p.add_argument("--preset", default="small")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.num_layers=2 (repeatable)")
@@ -180,6 +275,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-mem-gb", type=float, default=6.0, help="CPU: skip dense attention needing more")
+    p.add_argument("--size", default="128x224", help="stream: OUTPUT frame size HxW")
+    p.add_argument("--chunks", type=int, default=10, help="stream: chunks in the timed stream")
     p.add_argument("--out", default="bench_out")
     args = p.parse_args(argv)
     try:
@@ -195,7 +292,11 @@ def main(argv=None) -> int:
 
     print(f"measuring dense matmul throughput on {jax.default_backend()} ...", file=sys.stderr)
     ceiling = matmul_gflops(dtype=jnp.dtype(cfg.model.dtype))
-    rows = (bench_attention if args.what == "attention" else bench_dit)(cfg, args)
+    try:
+        rows = {"attention": bench_attention, "dit": bench_dit, "stream": bench_stream}[args.what](cfg, args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     m = cfg.model
     note = (f"preset {cfg.preset}: dim {m.dim}, {m.num_layers} layers, {m.num_heads} heads x {m.head_dim}, "
             f"window {m.window}, {m.dtype}; overrides {args.overrides or 'none'}")
@@ -203,10 +304,17 @@ def main(argv=None) -> int:
             ("x mfswa", "ratio_vs_mfswa", ".2f"), ("GFLOP/s", "gflops", ".1f")]
     if args.what == "dit":
         cols.append(("compile s", "compile_s", ".1f"))
+    if args.what == "stream":
+        cols = [("size", "size", ""), ("x", "upscale", "d"), ("encode ms", "encode_ms", ".0f"),
+                ("DiT ms", "dit_ms", ".0f"), ("decode ms", "decode_ms", ".0f"), ("I/O ms", "io_ms_per_chunk", ".0f"),
+                ("FPS", "fps", ".2f"), ("compile s", "compile_s", ".1f"), ("RSS 2ch MB", "rss_2_chunks_mb", ".0f"),
+                ("RSS 20ch MB", "rss_20_chunks_mb", ".0f"), ("20/2", "rss_ratio_20_vs_2", ".2f")]
     print(f"\n{args.what} benchmark on {jax.devices()[0].device_kind} ({jax.default_backend()}); {note}")
     print(f"dense matmul ceiling: {ceiling:.1f} GFLOP/s\n")
     print(_fmt_table(rows, cols))
     for r in rows:
+        if "compilations" in r:
+            print(f"compilations after the streams: {r['compilations']} (one per chunk type: FIRST and MIDDLE/LAST)")
         if "note" in r:
             print(f"{r['resolution']} {r['mode']}: {r['note']}")
     os.makedirs(args.out, exist_ok=True)
