@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ATTENTION_MODES = ("full", "swin", "mfswa")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -49,9 +50,11 @@ class DiTConfig:
     window: tuple[int, int] = (16, 16)  # latent tokens (h, w) after patchify
     remat: bool = False
     dtype: str = "float32"  # compute dtype; parameters stay float32
+    attn_impl: str = "auto"  # auto: cuDNN flash attention on GPU in bf16/fp16, else XLA
 
     def __post_init__(self):
         _check_choice("model.attention", self.attention, ATTENTION_MODES)
+        _check_choice("model.attn_impl", self.attn_impl, ATTENTION_IMPLS)
         _check_choice("model.dtype", self.dtype, DTYPES)
         if self.dim % self.num_heads:
             raise ConfigError(f"model.dim={self.dim} must be divisible by model.num_heads={self.num_heads}")

@@ -227,6 +227,7 @@ class SwiftVRPipeline:
     def __init__(self, model: SwiftVR, cfg: Config):
         self.cfg = cfg
         self.model = model
+        self._dtype_views: dict[str, SwiftVRPipeline] = {}
         self.time_factor = cfg.reae.time_factor
         self.pad_multiple = cfg.reae.space_factor * cfg.model.patch[1]
         reae_graph, self.reae_state = nnx.split(model.reae)
@@ -279,6 +280,16 @@ class SwiftVRPipeline:
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=dtype))
         return cls(SwiftVR(cfg, rngs=nnx.Rngs(seed)), cfg)
 
+    def with_dtype(self, dtype: str | None) -> SwiftVRPipeline:
+        """This pipeline with another DiT compute dtype, sharing the same parameters."""
+        if dtype is None or dtype == self.cfg.model.dtype:
+            return self
+        if dtype not in self._dtype_views:
+            cfg = dataclasses.replace(self.cfg, model=dataclasses.replace(self.cfg.model, dtype=dtype))
+            graphdef, _ = nnx.split(nnx.eval_shape(lambda: SwiftVR(cfg, rngs=nnx.Rngs(0))))
+            self._dtype_views[dtype] = SwiftVRPipeline(nnx.merge(graphdef, nnx.state(self.model)), cfg)
+        return self._dtype_views[dtype]
+
     # -- streaming ---------------------------------------------------------------------
     def _stream_config(self, upscale, clip_len) -> StreamConfig:
         return dataclasses.replace(self.cfg.stream, **{k: v for k, v in
@@ -291,19 +302,22 @@ class SwiftVRPipeline:
         return (self.model.reae.init_encoder_state(batch, ph, pw),
                 self.model.reae.init_decoder_state(batch, ph // s, pw // s))
 
-    def stream(self, *, upscale: int | None = None, clip_len: int | None = None, profile: bool = False) -> StreamSession:
-        """A new causal stream. `profile=True` records per-stage times (and waits for each)."""
+    def stream(self, *, upscale: int | None = None, clip_len: int | None = None, dtype: str | None = None,
+               profile: bool = False) -> StreamSession:
+        """A new causal stream. `dtype` sets the DiT compute dtype (float32 / bfloat16);
+        `profile=True` records per-stage times (and waits for each)."""
         sc = self._stream_config(upscale, clip_len)
-        return StreamSession(self, sc.upscale, sc.clip_len, profile)
+        return StreamSession(self.with_dtype(dtype), sc.upscale, sc.clip_len, profile)
 
-    def restore_frames(self, frames, *, upscale: int | None = None, clip_len: int | None = None) -> np.ndarray:
+    def restore_frames(self, frames, *, upscale: int | None = None, clip_len: int | None = None,
+                       dtype: str | None = None) -> np.ndarray:
         """Restore uint8 frames [T, h, w, 3] -> [T, h*upscale, w*upscale, 3] in one call."""
-        session = self.stream(upscale=upscale, clip_len=clip_len)
+        session = self.stream(upscale=upscale, clip_len=clip_len, dtype=dtype)
         parts = [session.step(frames), session.flush()]
         return np.concatenate([p for p in parts if p is not None], axis=0)
 
     def restore_video(self, input, output, *, upscale: int | None = None, clip_len: int | None = None,
-                      codec: str = "h264", quality: int = 18, preset: str = "veryfast",
+                      dtype: str | None = None, codec: str = "h264", quality: int = 18, preset: str = "veryfast",
                       overwrite: bool = False, progress=None) -> dict:
         """Restore a video file or frame folder into `output` (mp4 or png folder).
 
@@ -319,7 +333,7 @@ class SwiftVRPipeline:
         if os.path.exists(output) and overwrite:
             _remove_output(output)
         sc = self._stream_config(upscale, clip_len)
-        session = self.stream(upscale=sc.upscale, clip_len=sc.clip_len)
+        session = self.stream(upscale=sc.upscale, clip_len=sc.clip_len, dtype=dtype)
         t0 = time.perf_counter()
         with video_io.open_video(input) as reader:
             writer = video_io.open_writer(output, reader.fps, codec=codec, quality=quality, preset=preset,

@@ -24,6 +24,14 @@ def _dtype(name: str):
     return jnp.dtype(name)
 
 
+def attention_implementation(cfg: DiTConfig) -> str | None:
+    """The `implementation` passed to `jax.nn.dot_product_attention` (None lets XLA decide)."""
+    if cfg.attn_impl == "auto":
+        gpu = jax.default_backend() == "gpu"
+        return "cudnn" if gpu and cfg.dtype in ("bfloat16", "float16") and cfg.head_dim <= 128 else None
+    return None if cfg.attn_impl == "xla" else cfg.attn_impl
+
+
 def _linear(din: int, dout: int, cfg: DiTConfig, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(din, dout, use_bias=True, dtype=_dtype(cfg.dtype), param_dtype=jnp.float32, rngs=rngs)
 
@@ -97,9 +105,9 @@ class Attention(nnx.Module):
                         implementation=implementation)
         return self.to_out(out.reshape(x.shape))
 
-    def cross_attention(self, x, kv):
+    def cross_attention(self, x, kv, implementation=None):
         q = self._split(self.norm_q(self.to_q(x)))
-        out = jax.nn.dot_product_attention(q, *kv)
+        out = jax.nn.dot_product_attention(q, *kv, implementation=implementation)
         return self.to_out(out.reshape(x.shape))
 
 
@@ -132,7 +140,7 @@ class Block(nnx.Module):
         h = (layer_norm(x, self.eps) * (1 + sc1) + sh1).astype(dt)
         x = (x + self.attn1.self_attention(h, angles, **attn_kwargs) * g1).astype(dt)
         h = self.norm2(x) if self.norm2 is not None else x
-        x = x + self.attn2.cross_attention(h, kv)
+        x = x + self.attn2.cross_attention(h, kv, attn_kwargs.get("implementation"))
         h = (layer_norm(x, self.eps) * (1 + sc2) + sh2).astype(dt)
         return (x + self.ffn(h) * g2).astype(dt)
 
@@ -213,7 +221,7 @@ class DiT(nnx.Module):
 
         tokens = self.patch_embedding(x.astype(_dtype(cfg.dtype))).reshape(b, -1, cfg.dim)  # [B, L, dim]
         angles = rope_angles(grid, cfg.head_dim, t_offset, cfg.rope_theta)
-        common = dict(mode=cfg.attention, grid=grid, window=cfg.window)
+        common = dict(mode=cfg.attention, grid=grid, window=cfg.window, implementation=attention_implementation(cfg))
         graphdef, params = nnx.split(self.blocks)
 
         def body(carry, xs):
