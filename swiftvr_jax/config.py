@@ -141,8 +141,26 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    clip_frames: int = 8  # HQ frames per training clip
-    hq_size: int = 128  # HQ crop side in pixels
+    clip_frames: int = 8  # HQ frames per training clip (a multiple of 4)
+    hq_size: int = 128  # HQ crop side in pixels (a multiple of the latent grid, 32 at 16x)
+    scale: int = 4  # LQ is HQ / scale
+    grad_accum: int = 1  # micro-batches per optimizer update
+    ema_decay: float = 0.999
+    t_dist: str = "logit_normal"  # flow time sampling: uniform | logit_normal
+    lambda_distill: float = 1.0  # distill: weight of ||v_student - v_teacher||^2
+    perceptual_weight: float = 0.1  # reae/finetune: LPIPS (or the gradient substitute) weight
+    temporal_weight: float = 0.1  # reae/finetune: weight of the frame-difference term
+    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    log_every: int = 10
+
+    def __post_init__(self):
+        _check_choice("train.t_dist", self.t_dist, ("uniform", "logit_normal"))
+        if self.clip_frames % 4 or self.clip_frames < 4:
+            raise ConfigError(f"train.clip_frames={self.clip_frames} must be a positive multiple of 4")
+        if self.grad_accum < 1 or self.batch_size < 1:
+            raise ConfigError("train.grad_accum and train.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)

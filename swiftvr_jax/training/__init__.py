@@ -1,0 +1,1 @@
+"""Training: losses, sharded stage steps and the run loop."""
