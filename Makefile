@@ -26,6 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-all: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test,parity]"
 	$(BIN)/python -m pytest -m ""
 
 clean:

@@ -16,6 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax.sharding import NamedSharding
+
+from swiftvr_jax import sharding
 from swiftvr_jax.config import Config, ConfigError, config_from_dict
 from swiftvr_jax.models.dit import DiT
 from swiftvr_jax.models.reae import ReAE
@@ -51,8 +54,13 @@ def flat_params(model: nnx.Module) -> dict[str, jax.Array]:
     return flat
 
 
-def load_flat_params(model: nnx.Module, tensors: dict[str, np.ndarray], *, what: str = "weights") -> None:
-    """Strictly copy {dotted.key: array} into `model` (shapes and key sets must match exactly)."""
+def load_flat_params(model: nnx.Module, tensors, *, what: str = "weights", mesh=None) -> None:
+    """Strictly copy {dotted.key: array} into `model` (shapes and key sets must match exactly).
+
+    `model` may be abstract (from `nnx.eval_shape`); `tensors` may be a lazy mapping, read one
+    tensor at a time. With a `mesh`, each tensor goes straight onto its sharding from the rules
+    table, so the full model never sits on the host twice.
+    """
     state = nnx.state(model, nnx.Param)
     expected = flat_params(model)
     missing = sorted(set(expected) - set(tensors))
@@ -60,9 +68,10 @@ def load_flat_params(model: nnx.Module, tensors: dict[str, np.ndarray], *, what:
     if missing or unknown:
         raise WeightsError(f"{what}: {len(missing)} missing tensors (e.g. {missing[:3]}) and "
                            f"{len(unknown)} unknown tensors (e.g. {unknown[:3]})")
+    shape_of = tensors.shape if callable(getattr(tensors, "shape", None)) else (lambda k: tensors[k].shape)
     for key, ref in expected.items():
-        if tuple(tensors[key].shape) != tuple(ref.shape):
-            raise WeightsError(f"{what}: tensor {key} has shape {tuple(tensors[key].shape)}, "
+        if tuple(shape_of(key)) != tuple(ref.shape):
+            raise WeightsError(f"{what}: tensor {key} has shape {tuple(shape_of(key))}, "
                                f"the model expects {tuple(ref.shape)}")
     pure = nnx.to_pure_dict(state)
 
@@ -71,8 +80,11 @@ def load_flat_params(model: nnx.Module, tensors: dict[str, np.ndarray], *, what:
             key = f"{prefix}{k}"
             if isinstance(node[k], dict):
                 fill(node[k], key + ".")
-            else:
+            elif mesh is None:
                 node[k] = jnp.asarray(tensors[key], jnp.float32)
+            else:
+                spec = sharding.spec_for(key, tuple(node[k].shape), mesh)
+                node[k] = jax.device_put(np.asarray(tensors[key], np.float32), NamedSharding(mesh, spec))
 
     fill(pure, "")
     nnx.replace_by_pure_dict(state, pure)
@@ -105,13 +117,13 @@ def read_config(path: str) -> Config:
         raise WeightsError(f"{cfg_path}: unreadable config ({e})") from None
 
 
-def load_pretrained(path: str, *, dtype: str | None = None) -> tuple[SwiftVR, Config]:
+def load_pretrained(path: str, *, dtype: str | None = None, mesh=None) -> tuple[SwiftVR, Config]:
     """Build the model described by `path/config.json` and load `path/model.safetensors`.
 
-    `dtype` overrides the DiT compute dtype (parameters stay float32).
+    Tensors are read one at a time (bfloat16/float16 files too); with a `mesh` each is placed
+    straight onto its sharding. `dtype` overrides the DiT compute dtype (parameters stay float32).
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from swiftvr_jax.convert import ConvertError, SafetensorsFile
 
     cfg = read_config(path)
     if dtype is not None:
@@ -120,12 +132,9 @@ def load_pretrained(path: str, *, dtype: str | None = None) -> tuple[SwiftVR, Co
     if not os.path.isfile(weights):
         raise WeightsError(f"{path}: no {WEIGHTS_NAME}")
     try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError) as e:
+        tensors = SafetensorsFile(weights)
+    except (ConvertError, OSError) as e:
         raise WeightsError(f"{weights}: not a readable safetensors file ({e})") from None
-    model = nnx.eval_shape(lambda: SwiftVR(cfg, rngs=nnx.Rngs(0)))
-    # Abstract params: replace them with zeros of the right shape, then load (no random init cost).
-    state = nnx.state(model)
-    nnx.update(model, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state))
-    load_flat_params(model, tensors, what=weights)
+    model = nnx.eval_shape(lambda: SwiftVR(cfg, rngs=nnx.Rngs(0)))  # abstract: nothing allocated yet
+    load_flat_params(model, tensors, what=weights, mesh=mesh)
     return model, cfg
