@@ -163,6 +163,48 @@ class TrainConfig:
             raise ConfigError("train.grad_accum and train.batch_size must be >= 1")
 
 
+DEGRADATIONS = ("realbasicvsr", "light", "none")  # = degrade.DEGRADATION_PRESETS (degrade imports config)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data: sources, held-out split, augmentation, degradation and loading.
+
+    """
+
+    sources: tuple[str, ...] = ("bundled",)  # "bundled", "videos:PATH", "images:PATH", "manifest:PATH", or PATH
+    eval_fraction: float = 0.1  # share of clips (by a hash of their name) held out as split "eval"
+    degradation: str = "realbasicvsr"  # a degrade.DEGRADATIONS name
+    max_stride: int = 2  # temporal stride drawn from 1..max_stride (larger = faster motion)
+    reverse_prob: float = 0.5
+    hflip_prob: float = 0.5
+    vflip_prob: float = 0.0  # upside-down scenes teach a prior that real footage never needs
+    camera_speed: float = 3.0  # still images: max pan speed, output pixels per frame
+    camera_zoom: float = 1.2  # still images: max zoom-out ratio reached within a clip
+    camera_rotation: float = 2.0  # still images: max |rotation| in degrees
+    image_downscale: float = 2.0  # still images: max area-downscale before the path (varied object sizes)
+    num_workers: int = 2  # loader processes; 0 = one background thread in the main process
+    prefetch: int = 2  # batches read ahead per worker
+    max_bad_fraction: float = 0.05  # stop when more than this share of clips is unreadable or unusable
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ConfigError("data.sources is empty; give at least one source, e.g. bundled or videos:/path")
+        if self.degradation not in DEGRADATIONS:
+            raise ConfigError(f"data.degradation={self.degradation!r} is not valid; "
+                              f"choose one of {', '.join(DEGRADATIONS)}")
+        for name in ("eval_fraction", "reverse_prob", "hflip_prob", "vflip_prob", "max_bad_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name}={getattr(self, name)} must be in [0, 1]")
+        if self.max_stride < 1 or self.num_workers < 0 or self.prefetch < 1:
+            raise ConfigError("data.max_stride and data.prefetch must be >= 1, data.num_workers >= 0")
+        if self.camera_speed < 0 or self.camera_zoom < 1 or self.camera_rotation < 0 or self.image_downscale < 1:
+            raise ConfigError("data.camera_speed and camera_rotation must be >= 0, camera_zoom and "
+                              "image_downscale >= 1")
+
+
+
+
 @dataclass(frozen=True)
 class Config:
     preset: str = "swiftvr-5b"
@@ -171,6 +213,7 @@ class Config:
     stream: StreamConfig = field(default_factory=StreamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -186,6 +229,7 @@ def _presets() -> dict[str, Config]:
                         text_dim=32, text_len=4, freq_dim=32, window=(4, 4)),
         reae=ReAEConfig(latent_channels=16, enc_width=16, dec_widths=(32, 32, 16, 16), blocks_per_stage=1),
         train=TrainConfig(steps=10, batch_size=2, clip_frames=8, hq_size=64),
+        data=DataConfig(num_workers=0),
     )
     small = Config(
         preset="small",

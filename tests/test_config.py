@@ -35,3 +35,10 @@ def test_bad_overrides_are_one_line_errors(bad, words):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="tiny, small, swiftvr-5b"):
         get_config("huge")
+
+
+def test_degradation_names_agree_with_degrade_module():
+    from swiftvr_jax.config import DEGRADATIONS
+    from swiftvr_jax.degrade import DEGRADATION_PRESETS
+
+    assert tuple(DEGRADATIONS) == tuple(DEGRADATION_PRESETS)

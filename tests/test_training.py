@@ -1,0 +1,89 @@
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from swiftvr_jax.config import MeshConfig, get_config
+from swiftvr_jax.sharding import make_mesh, spec_for
+from swiftvr_jax.training.trainer import Trainer
+
+CFG = get_config("tiny", ["train.warmup_steps=1", "train.lr=1e-3", "train.ema_decay=0.5"])
+
+
+def _batch(seed=0, b=8):
+    rng = np.random.default_rng(seed)
+    hq = rng.random((b, 8, 64, 64, 3), np.float32)
+    lq = hq.reshape(b, 8, 16, 4, 16, 4, 3).mean((3, 5))  # a real LQ partner: box-downscaled HQ
+    return {"hq": hq, "lq": lq}
+
+
+def _mesh(shape):
+    return make_mesh(MeshConfig(*shape), jax.devices()[: int(np.prod(shape))])
+
+
+def _run(stage, shape, steps=2, batch=None, cfg=CFG):
+    tr = Trainer(cfg, stage, _mesh(shape))
+    groups = Trainer(cfg, stage, _mesh((1, 1, 1))).random_groups(0)
+    state, frozen = tr.init(jax.tree.map(np.asarray, groups))
+    batch = batch or _batch()
+    out = []
+    for _ in range(steps):
+        state, m = tr.step(state, frozen, tr.shard_batch(batch))
+        out.append({k: float(v) for k, v in m.items()})
+    return tr, state, frozen, out
+
+
+def _max_diff(a, b):
+    return max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_rules_shard_what_divides():
+    mesh = _mesh((2, 2, 2))
+    assert spec_for("dit.blocks.even.attn1.to_q.kernel", (4, 64, 64), mesh) == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
+    assert spec_for("dit.blocks.even.ffn.proj_out.kernel", (4, 128, 64), mesh) == jax.sharding.PartitionSpec(None, "tensor", "fsdp")
+    assert spec_for("reae.enc_out.kernel", (3, 3, 16, 3), mesh) == jax.sharding.PartitionSpec(None, None, None, None)  # 3 % 2
+
+
+@pytest.mark.parametrize("stage, shape", [("teacher", (2, 2, 2))])
+def test_sharded_step_equals_single_device(stage, shape):
+    _, s1, _, m1 = _run(stage, (1, 1, 1))
+    _, s2, _, m2 = _run(stage, shape)
+    assert _max_diff(s1["params"], s2["params"]) < 1e-5
+    assert abs(m1[-1]["loss"] - m2[-1]["loss"]) < 1e-5
+    assert _max_diff(s1["params"], jax.tree.map(np.zeros_like, s1["params"])) > 0  # params really moved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["reae", "teacher", "distill"])
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
+def test_every_stage_every_mesh_equals_single_device(stage, shape):
+    _, s1, _, m1 = _run(stage, (1, 1, 1))
+    _, s2, _, m2 = _run(stage, shape)
+    assert _max_diff(s1["params"], s2["params"]) < 1e-5
+    assert abs(m1[-1]["loss"] - m2[-1]["loss"]) < 1e-5
+
+
+def test_distill_teacher_is_frozen_and_nan_batch_is_skipped():
+    tr, state, frozen, _ = _run("distill", (1, 1, 1), steps=1)
+    teacher_before = jax.tree.map(np.array, frozen["teacher_dit"])
+    params_before = jax.tree.map(np.array, state["params"])
+    bad = _batch(1)
+    bad["hq"][0, 0, 0, 0, 0] = np.nan
+    state, m = tr.step(state, frozen, tr.shard_batch(bad))
+    assert not m["finite"] and int(state["skipped"]) == 1
+    assert _max_diff(params_before, state["params"]) == 0.0  # skipped step changed nothing
+    state, m = tr.step(state, frozen, tr.shard_batch(_batch(2)))
+    assert bool(m["finite"]) and int(state["step"]) == 3
+    assert _max_diff(params_before, state["params"]) > 0  # and training went on
+    for a, b in zip(jax.tree.leaves(teacher_before), jax.tree.leaves(frozen["teacher_dit"])):
+        np.testing.assert_array_equal(a, np.asarray(b))  # bit-identical teacher
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, factor", [("reae", 2.0), ("teacher", 3.0), ("distill", 3.0)])
+def test_tiny_model_overfits_a_fixed_batch(stage, factor):
+    cfg = get_config("tiny", ["train.warmup_steps=5", "train.lr=3e-3", "train.steps=200"])
+    _, _, _, metrics = _run(stage, (1, 1, 1), steps=60, batch=_batch(b=2), cfg=cfg)
+    first, last = metrics[0]["loss"], min(m["loss"] for m in metrics[-5:])
+    assert last < first / factor, (first, last)

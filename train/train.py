@@ -1,0 +1,148 @@
+"""swiftvr-train: one flat trainer for the stages reae -> teacher -> distill.
+
+    swiftvr-train --stage reae    --preset small --workdir runs/reae
+    swiftvr-train --stage teacher --preset small --workdir runs/teacher --init runs/reae/export
+    swiftvr-train --stage distill --preset small --workdir runs/distill --init runs/teacher/export
+
+Reads the config, builds the mesh, creates the state already sharded, restores the newest
+good checkpoint of `--workdir` (so a run can span sessions), trains with a progress bar,
+logs metrics to `workdir/metrics.jsonl`, checkpoints every `train.checkpoint_every` steps and
+exports the EMA weights to `workdir/export` (the project's weight format) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="swiftvr-train", description=__doc__.split("\n")[0])
+    p.add_argument("--stage", required=True, choices=["reae", "teacher", "distill"])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--init", help="weight directory to start from (the previous stage's export)")
+    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps in this run")
+    p.add_argument("--export", help="where to write the EMA inference weights (default WORKDIR/export)")
+    return p
+
+
+def model_from_groups(cfg, groups):
+    """A SwiftVR model holding the given parameter groups (used to export weights)."""
+    from swiftvr_jax.models.swiftvr import SwiftVR
+
+    model = nnx.eval_shape(lambda: SwiftVR(cfg, rngs=nnx.Rngs(0)))
+    nnx.update(model.reae, groups["reae"])
+    nnx.update(model.dit, groups["dit"])
+    model.text.set_value(groups["text"])
+    return model
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    from swiftvr_jax import sharding as shd
+    from swiftvr_jax.checkpoint import Checkpointer, NonFiniteError
+    from swiftvr_jax.config import ConfigError, get_config
+    from swiftvr_jax.data import DataError, make_loader
+    from swiftvr_jax.models.swiftvr import WeightsError, load_pretrained, save_pretrained
+    from swiftvr_jax.training.trainer import Trainer, param_groups
+
+    shd.maybe_initialize_distributed()
+    try:
+        overrides = args.overrides + ([f"train.steps={args.steps}"] if args.steps else [])
+        cfg = get_config(args.preset, overrides)
+        if args.stage != "reae" and not args.init:
+            raise ConfigError(f"--stage {args.stage} needs --init DIR (the previous stage's export)")
+        mesh = shd.make_mesh(cfg.mesh)
+        trainer = Trainer(cfg, args.stage, mesh)
+        if args.init:
+            init_model, init_cfg = load_pretrained(args.init, mesh=mesh)
+            groups = param_groups(init_model)
+        else:
+            groups = trainer.random_groups(cfg.train.seed)
+        state, frozen = trainer.init(groups)
+        loader = make_loader(cfg.data, split="train", clip_frames=cfg.train.clip_frames, hq_size=cfg.train.hq_size,
+                             batch_size=cfg.train.batch_size,
+                             scale=cfg.train.scale, seed=cfg.train.seed,
+                             sharding=shd.batch_sharding(mesh, 5))
+    except (ConfigError, WeightsError, DataError, FileNotFoundError) as e:
+        print(f"swiftvr-train: error: {e}", file=sys.stderr)
+        return 2
+
+    os.makedirs(args.workdir, exist_ok=True)
+    with open(os.path.join(args.workdir, "config.json"), "w") as f:
+        json.dump({"stage": args.stage, "init": args.init, "config": trainer.cfg.to_dict()}, f, indent=2)
+    ckpt = Checkpointer(args.workdir, keep=cfg.train.keep_checkpoints)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
+                            trainer.state_shardings)
+    restored = ckpt.restore(abstract)
+    if restored is not None:
+        start, state, meta = restored
+        loader.set_state(meta["data"])
+        print(f"resumed from step {start} in {args.workdir}", file=sys.stderr)
+    start = int(state["step"])
+    end = cfg.train.steps if args.stop_after is None else min(cfg.train.steps, start + args.stop_after)
+
+    def save(step):
+        meta = {"stage": args.stage, "data": loader.get_state(), "config": trainer.cfg.to_dict()}
+        try:
+            ckpt.save(step, state, meta, force=True)
+        except NonFiniteError as e:
+            print(f"swiftvr-train: not saving step {step}: {e}", file=sys.stderr)
+
+    log = open(os.path.join(args.workdir, "metrics.jsonl"), "a")
+    bad_in_row, t_last, status = 0, time.perf_counter(), 0
+    clips = cfg.train.batch_size
+    it = iter(loader)
+    with tqdm(total=cfg.train.steps, initial=start, desc=f"{args.stage}", unit="step", dynamic_ncols=True) as bar:
+        for step in range(start, end):
+            batch, _ = next(it)
+            state, metrics = trainer.step(state, frozen, {k: batch[k] for k in ("hq", "lq")})
+            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            bad_in_row = 0 if m["finite"] else bad_in_row + 1
+            if bad_in_row >= cfg.train.max_bad_steps:
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in m.items())
+                print(f"swiftvr-train: stopping: {bad_in_row} non-finite steps in a row at step {step + 1} ({terms})",
+                      file=sys.stderr)
+                status = 3
+                break
+            if (step + 1) % cfg.train.log_every == 0 or step + 1 == end:
+                now = time.perf_counter()
+                rate = cfg.train.log_every * clips / max(now - t_last, 1e-9)
+                t_last = now
+                row = {"step": step + 1, "clips_per_s": rate, "skipped": int(state["skipped"]),
+                       "clips": np.asarray(batch["index"]).tolist(), **m}  # clip indices: resumes are checkable
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{m['loss']:.4f}", clips_s=f"{rate:.2f}", skipped=int(state["skipped"]))
+            bar.update(1)
+            if (step + 1) % cfg.train.checkpoint_every == 0:
+                save(step + 1)
+    final = int(state["step"])
+    if ckpt.latest_step() != final:
+        save(final)
+    ckpt.wait()
+    ckpt.close()
+    loader.close()
+    log.close()
+    if (status == 0 and final >= cfg.train.steps) or args.export:
+        export = args.export or os.path.join(args.workdir, "export")
+        groups = {**{k: v for k, v in frozen.items() if not k.startswith("teacher_")}, **state["ema"]}
+        save_pretrained(model_from_groups(trainer.cfg if args.stage != "teacher" else cfg, groups), cfg, export)
+        print(f"exported EMA weights to {export}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
