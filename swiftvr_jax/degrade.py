@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,12 @@ from swiftvr_jax.config import ConfigError
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso", "sinc")
 RESIZE_MODES = ("bilinear", "area", "bicubic", "bicubic_aa")  # bicubic_aa: MATLAB imresize (antialiased)
 MODES = ("constant", "drift")
+# Step names `degrade_clip` reports to `timings` / `on_stage`, in pipeline order ("stage2.video"
+# runs before or after the final resize + sinc, at random); "final": resize to the LQ size if
+# stage 2 did not, and 8-bit rounding.
+STEPS = ("stage1.blur", "stage1.resize", "stage1.noise", "stage1.jpeg", "stage1.video",
+         "stage2.blur", "stage2.resize", "stage2.noise", "stage2.jpeg", "stage2.video",
+         "stage2.final_resize", "stage2.final_sinc", "final")
 _CV2_INTERP = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "bicubic": cv2.INTER_CUBIC}
 _POISSON_LEVELS = 256  # photon levels per unit intensity; what BasicSR's unique-value count gives for 8-bit content
 
@@ -389,23 +397,27 @@ def _sample_final_sinc(rng: np.random.Generator, cfg: DegradationConfig, n: int)
 
 
 def _blur_resize_noise_jpeg(rng: np.random.Generator, cfg: DegradationConfig, clip: np.ndarray, stage: int,
-                            p: dict[str, Any]) -> np.ndarray:
-    """The shared part of both stages; records what it sampled in `p`."""
+                            p: dict[str, Any], done: Callable[[str, np.ndarray], None]) -> np.ndarray:
+    """The shared part of both stages; records what it sampled in `p` and reports each step to `done`."""
     two = stage == 2
     n = clip.shape[0]
     p["blur"] = None
     if rng.uniform() < (cfg.blur2_prob if two else cfg.blur_prob):
         p["blur"] = sample_blur_params(rng, cfg, n, cfg.blur2_sigma if two else cfg.blur_sigma)
         clip = blur_clip(clip, p["blur"])
+    done(f"stage{stage}.blur", clip)
     clip, p["resize"] = _resize_step(rng, cfg, clip, cfg.resize2_probs if two else cfg.resize_probs,
                                      cfg.resize2_scale if two else cfg.resize_scale)
+    done(f"stage{stage}.resize", clip)
     p["noise"] = None
     if rng.uniform() < cfg.noise_prob:
         clip, p["noise"] = _noise_step(rng, cfg, clip, cfg.noise2_sigma if two else cfg.noise_sigma,
                                        cfg.poisson2_scale if two else cfg.poisson_scale)
+    done(f"stage{stage}.noise", clip)
     p["jpeg"] = None
     if rng.uniform() < cfg.jpeg_prob:
         clip, p["jpeg"] = _jpeg_step(rng, cfg, clip, cfg.jpeg2_quality if two else cfg.jpeg_quality)
+    done(f"stage{stage}.jpeg", clip)
     return clip
 
 
@@ -421,45 +433,68 @@ def _check_clip(hq: np.ndarray, scale: int) -> np.ndarray:
 
 
 def degrade_clip(hq: np.ndarray, rng_or_seed: np.random.Generator | int | tuple[int, ...],
-                 cfg: DegradationConfig = DegradationConfig(), scale: int = 4) -> tuple[np.ndarray, dict]:
+                 cfg: DegradationConfig = DegradationConfig(), scale: int = 4, *,
+                 timings: dict[str, float] | None = None,
+                 on_stage: Callable[[str, np.ndarray], None] | None = None) -> tuple[np.ndarray, dict]:
     """Degrade an HQ clip into its LQ partner with the second-order pipeline.
 
     hq: float [T, H, W, 3] in [0, 1], H and W divisible by `scale`.
     rng_or_seed: an `np.random.Generator` (consumed) or a seed for `np.random.default_rng`.
-    Returns (lq, params): lq float32 [T, H/scale, W/scale, 3] on 8-bit levels in [0, 1];
-    params a JSON-serialisable dict of every sampled parameter (None for skipped steps).
+    timings: if given, seconds spent in each step are added to it under the names of STEPS
+      (a skipped step adds its near-zero sampling time, so every name of the run appears).
+    on_stage: if given, called as on_stage(name, clip) after each step of STEPS with the
+      float32 [T, h, w, 3] clip at that point (the pipeline's own array: read, do not modify).
+    Neither changes the result. Returns (lq, params): lq float32 [T, H/scale, W/scale, 3] on
+    8-bit levels in [0, 1]; params a JSON-serialisable dict of every sampled parameter (None
+    for skipped steps).
     """
+    last = time.perf_counter()
     clip = _check_clip(hq, scale)
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
     n, target = clip.shape[0], (clip.shape[1] // scale, clip.shape[2] // scale)
     params: dict[str, Any] = {"mode": cfg.mode, "scale": scale, "hq_size": list(clip.shape[1:3])}
 
+    def done(name: str, out: np.ndarray) -> None:  # wall time since the previous step, then the hook
+        nonlocal last
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - last
+        if on_stage is not None:
+            on_stage(name, out)
+        last = time.perf_counter()  # the hook's own time is not charged to the next step
+
     params["stage1"] = p1 = {}
-    clip = _blur_resize_noise_jpeg(rng, cfg, clip, 1, p1)
+    clip = _blur_resize_noise_jpeg(rng, cfg, clip, 1, p1, done)
     p1["video"] = None
     if rng.uniform() < cfg.video_prob:
         clip, p1["video"] = _video_step(rng, cfg, clip)
+    done("stage1.video", clip)
 
     if cfg.second_order:
         params["stage2"] = p2 = {}
-        clip = _blur_resize_noise_jpeg(rng, cfg, clip, 2, p2)
+        clip = _blur_resize_noise_jpeg(rng, cfg, clip, 2, p2, done)
         p2["order"] = ["video", "resize_sinc"] if rng.uniform() < 0.5 else ["resize_sinc", "video"]
         p2.update(video=None, final_sinc=None)
         for step in p2["order"]:
-            if step == "video" and rng.uniform() < cfg.video_prob:
-                clip, p2["video"] = _video_step(rng, cfg, clip)
-            elif step == "resize_sinc":
+            if step == "video":
+                if rng.uniform() < cfg.video_prob:
+                    clip, p2["video"] = _video_step(rng, cfg, clip)
+                done("stage2.video", clip)
+            else:
                 p2["final_resize_mode"] = str(rng.choice(cfg.resize_modes))
                 clip = resize_clip(clip, target, p2["final_resize_mode"])
+                done("stage2.final_resize", clip)
                 if rng.uniform() < cfg.final_sinc_prob:
                     p2["final_sinc"] = _sample_final_sinc(rng, cfg, n)
                     clip = blur_clip(clip, p2["final_sinc"])
+                done("stage2.final_sinc", clip)
 
     params["final_resize_mode"] = None
     if clip.shape[1:3] != target:
         params["final_resize_mode"] = str(rng.choice(cfg.resize_modes))
         clip = resize_clip(clip, target, params["final_resize_mode"])
     lq = (np.round(np.clip(clip, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)  # real LQ video is uint8
+    done("final", lq)
     return lq, params
 
 
@@ -498,7 +533,7 @@ def degrade_named(hq: np.ndarray, name: str, seed: int = 0) -> tuple[np.ndarray,
 
 
 __all__ = [
-    "DEGRADATION_PRESETS", "EVAL_DEGRADATIONS", "KERNEL_TYPES", "RESIZE_MODES", "DegradationConfig",
+    "DEGRADATION_PRESETS", "EVAL_DEGRADATIONS", "KERNEL_TYPES", "RESIZE_MODES", "STEPS", "DegradationConfig",
     "add_gaussian_noise", "add_poisson_noise", "blur_clip", "degradation_preset", "degrade_clip",
     "degrade_named", "generalized_gaussian_kernel", "jpeg_compress", "make_kernel", "plateau_kernel",
     "resize_clip", "sample_blur_params", "sinc_kernel", "video_compress",

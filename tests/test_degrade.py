@@ -3,8 +3,10 @@
 import io
 import json
 import math
+import dataclasses
 import os
 import tempfile
+import time
 
 import av
 import cv2
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
+from skimage import data
 
 from swiftvr_jax import degrade as D
 from swiftvr_jax.config import ConfigError
@@ -300,6 +303,115 @@ def test_drift_mode_walks_within_ranges():
         assert all(lo <= q <= hi for q in jpeg["quality"])
     omega = s2["final_sinc"]["omega"]
     assert len(set(omega)) > 1 and all(cfg.final_sinc_omega[0] <= v <= cfg.final_sinc_omega[1] for v in omega)
+
+
+# Every stage applied (resize never "keep"), so switching one off is visible.
+_ALL_ON = D.DegradationConfig(mode="constant", blur_prob=1.0, blur2_prob=1.0, resize_probs=(0.5, 0.5, 0.0),
+                              resize2_probs=(0.5, 0.5, 0.0), noise_prob=1.0, jpeg_prob=1.0, video_prob=1.0,
+                              final_sinc_prob=1.0)
+# stage -> (the config knobs that switch it off, the steps it leaves unchanged)
+_OFF = {
+    "blur": (dict(blur_prob=0.0, blur2_prob=0.0), ("stage1.blur", "stage2.blur")),
+    "resize": (dict(resize_probs=(0.0, 0.0, 1.0), resize2_probs=(0.0, 0.0, 1.0)), ("stage1.resize", "stage2.resize")),
+    "noise": (dict(noise_prob=0.0), ("stage1.noise", "stage2.noise")),
+    "jpeg": (dict(jpeg_prob=0.0), ("stage1.jpeg", "stage2.jpeg")),
+    "video": (dict(video_prob=0.0), ("stage1.video", "stage2.video")),
+    "final_sinc": (dict(final_sinc_prob=0.0), ("stage2.final_sinc",)),
+}
+
+
+def _steps(hq, seed, cfg):
+    """(lq, params, [(step name, copy of the clip after it)]) of one degrade_clip call."""
+    seen = []
+    lq, params = D.degrade_clip(hq, seed, cfg, on_stage=lambda name, clip: seen.append((name, clip.copy())))
+    return lq, params, seen
+
+
+def _unchanged(seen, hq):
+    """Names of the steps whose output equals their input."""
+    before = [hq] + [c for _, c in seen[:-1]]
+    return {name: b.shape == c.shape and np.array_equal(b, c) for (name, c), b in zip(seen, before)}
+
+
+def test_every_stage_changes_the_clip_when_on():
+    hq = _smooth_clip(9, t=3, h=48, w=48)
+    for seed in range(3):
+        _, params, seen = _steps(hq, seed, _ALL_ON)
+        same = _unchanged(seen, hq)
+        assert not any(v for k, v in same.items() if k != "final"), same  # "final" only rounds: may be a no-op
+        assert all(params[s][k] is not None for s in ("stage1", "stage2") for k in ("blur", "noise", "jpeg", "video"))
+
+
+@pytest.mark.parametrize("stage", list(_OFF))
+def test_each_stage_can_be_turned_off(stage):
+    knobs, steps = _OFF[stage]
+    cfg = dataclasses.replace(_ALL_ON, **knobs)
+    hq = _smooth_clip(9, t=3, h=48, w=48)
+    for seed in range(3):
+        lq, params, seen = _steps(hq, seed, cfg)
+        assert lq.shape == (3, 12, 12, 3)
+        same = _unchanged(seen, hq)
+        assert [k for k, v in same.items() if v and k != "final"] == list(steps)  # only the switched-off steps
+        for step in steps:
+            group, key = step.split(".")
+            value = params[group][key]
+            assert value is None or (key == "resize" and value["updown"] == "keep"), (step, value)
+
+
+def test_second_order_can_be_turned_off():
+    hq = _smooth_clip(9, t=3, h=48, w=48)
+    lq, params, seen = _steps(hq, 4, dataclasses.replace(_ALL_ON, second_order=False))
+    assert "stage2" not in params and [n for n, _ in seen] == [s for s in D.STEPS if not s.startswith("stage2.")]
+    assert params["final_resize_mode"] in _ALL_ON.resize_modes and lq.shape == (3, 12, 12, 3)
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_all_stages_off_is_a_plain_resize(second_order):
+    knobs = {k: v for ks, _ in _OFF.values() for k, v in ks.items()}
+    cfg = dataclasses.replace(_ALL_ON, second_order=second_order, **knobs)
+    hq = _smooth_clip(10, t=3, h=48, w=64)
+    for seed in range(4):
+        lq, params = D.degrade_clip(hq, seed, cfg, scale=4)
+        mode = params["stage2"]["final_resize_mode"] if second_order else params["final_resize_mode"]
+        ref = D.resize_clip(hq, (12, 16), mode)
+        assert lq.tobytes() == (np.round(np.clip(ref, 0, 1) * 255) / 255).astype(np.float32).tobytes(), mode
+
+
+def test_timings_and_on_stage_do_not_change_results():
+    hq = _smooth_clip(11, t=4)
+    for seed in range(6):
+        a, pa = D.degrade_clip(hq, np.random.default_rng([seed, 2]))
+        timings, seen = {}, []
+        t0 = time.perf_counter()
+        b, pb = D.degrade_clip(hq, np.random.default_rng([seed, 2]), timings=timings,
+                               on_stage=lambda name, clip: seen.append((name, clip.copy())))
+        total = time.perf_counter() - t0
+        assert a.tobytes() == b.tobytes() and pa == pb
+        assert set(timings) == set(D.STEPS) and all(v >= 0 for v in timings.values())
+        assert sum(timings.values()) <= total
+        order = pb["stage2"]["order"]  # the video step and the final resize + sinc run in a random order
+        tail = ["stage2.video"] if order[0] == "video" else []
+        tail += ["stage2.final_resize", "stage2.final_sinc"] + (["stage2.video"] if order[0] != "video" else [])
+        assert [n for n, _ in seen] == list(D.STEPS[:9]) + tail + ["final"]
+        assert seen[-1][1].tobytes() == b.tobytes()
+    acc = {}  # a dict passed again accumulates
+    D.degrade_clip(hq, 0, timings=acc)
+    first = dict(acc)
+    D.degrade_clip(hq, 0, timings=acc)
+    assert all(acc[k] >= first[k] for k in first)
+
+
+def test_full_degradation_is_well_below_a_clean_resize():
+    # a natural image panned 2 px/frame down and 1 px/frame right; 96 px so x4 leaves 24 px of detail
+    img = data.astronaut().astype(np.float32) / 255.0
+    hq = np.stack([img[40 + 2 * t:136 + 2 * t, 120 + t:216 + t] for t in range(4)])
+    up = lambda lq: np.clip(D.resize_clip(lq, hq.shape[1:3], "bicubic"), 0, 1)  # noqa: E731
+    clean = _psnr(up(D.degrade_named(hq, "bicubic4")[0]), hq)
+    degraded = [_psnr(up(D.degrade_clip(hq, seed, scale=4)[0]), hq) for seed in range(8)]
+    # measured: clean 27.3 dB, degraded 19.9-24.9 dB (mean 23.2)
+    assert 26.0 < clean < 29.0
+    assert clean - np.mean(degraded) > 3.0, (clean, degraded)
+    assert max(degraded) < clean - 1.0 and min(degraded) > 15.0  # every seed worse, none destroyed
 
 
 def test_degrade_clip_rejects_bad_input():

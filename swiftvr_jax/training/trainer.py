@@ -179,7 +179,7 @@ class Trainer:
     def _train_step(self, state, frozen, batch):
         rng = jax.random.fold_in(jax.random.key(self.cfg.train.seed), state["step"])
         (loss, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(state["params"], frozen, batch, rng)
-        gnorm = optax.global_norm(grads)
+        gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads)))
         ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
