@@ -7,6 +7,8 @@ warm-up, ratios against MFSWA, achieved GFLOP/s and the machine's dense-matmul G
     python -m infer.benchmark attention --preset small
     python -m infer.benchmark dit --preset small --set model.num_layers=2
     python -m infer.benchmark stream --preset small --size 128x224
+    python -m infer.benchmark data --preset small     (infer/bench_data.py)
+    python -m infer.benchmark train --preset small    (infer/bench_train.py)
 """
 
 from __future__ import annotations
@@ -280,7 +282,16 @@ def bench_stream(cfg, args) -> list[dict]:
     return [row]
 
 
+# Benchmarks with their own options live in their own modules; `benchmark.py NAME ...` forwards to them.
+SUBPROGRAMS = {"data": "infer.bench_data", "train": "infer.bench_train"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBPROGRAMS:
+        import importlib
+
+        return importlib.import_module(SUBPROGRAMS[argv[0]]).main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("what", choices=["attention", "dit", "stream"])
     p.add_argument("--preset", default="small")
