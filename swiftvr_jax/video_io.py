@@ -272,7 +272,20 @@ def _unlink(path: str) -> None:
         pass
 
 
-class VideoWriter:
+class _ClosesOnExit:
+    """Context manager: `close()` on success, `abort()` (no output left) on an exception."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class VideoWriter(_ClosesOnExit):
     """Writes uint8 RGB frames to a video file or a png folder, atomically.
 
     Create with `open_writer`. `write()` takes [H, W, 3] or [T, H, W, 3] uint8;
@@ -453,14 +466,6 @@ class VideoWriter:
         self._done = True
         self._finalizer()  # runs _remove once; later calls do nothing
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def open_writer(path: str | os.PathLike, fps: float, *, codec: str = "h264", quality: int = 18,
@@ -553,7 +558,7 @@ def _prefetch(iterable: Iterable, depth: int) -> Iterator:
         thread.join()
 
 
-class BackgroundWriter:
+class BackgroundWriter(_ClosesOnExit):
     """Feeds a `VideoWriter` from a bounded queue in a thread, so encoding overlaps compute.
 
     `write()` accepts anything `np.asarray` turns into uint8 [H, W, 3] or
@@ -617,11 +622,3 @@ class BackgroundWriter:
             self._queue.put(_END)
             self._thread.join()
 
-    def __enter__(self) -> BackgroundWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
