@@ -46,7 +46,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from swiftvr_jax.config import ConfigError, DataConfig
+from swiftvr_jax.config import DataConfig
 from swiftvr_jax.degrade import degradation_preset, degrade_clip
 from swiftvr_jax.video_io import _RGB_INTERP, FRAME_EXTS, VideoIOError, _natural_key, _to_rgb, open_video
 

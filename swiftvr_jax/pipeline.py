@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from swiftvr_jax.config import Config, ConfigError, StreamConfig, get_config
+from swiftvr_jax.config import Config, StreamConfig, get_config
 from swiftvr_jax.models.swiftvr import SwiftVR, load_pretrained
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "default")
@@ -377,4 +377,4 @@ def _remove_output(path: str) -> None:
         os.remove(path)
 
 
-__all__ = ["ChunkType", "Chunk", "plan_chunks", "StreamSession", "SwiftVRPipeline", "ConfigError"]
+__all__ = ["ChunkType", "Chunk", "plan_chunks", "StreamSession", "SwiftVRPipeline"]
