@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from swiftvr_jax.convert import SafetensorsFile
 from swiftvr_jax.pipeline import SwiftVRPipeline
