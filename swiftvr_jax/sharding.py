@@ -71,6 +71,8 @@ def spec_for(path: str, shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P:
 
 
 def _path_str(path) -> str:
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+        path = path[:-1]  # an nnx.Variable leaf flattens to `<param>.value`
     return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 

@@ -85,3 +85,19 @@ def test_tiny_model_overfits_a_fixed_batch(stage, factor):
     _, _, _, metrics = _run(stage, (1, 1, 1), steps=60, batch=_batch(b=2), cfg=cfg)
     first, last = metrics[0]["loss"], min(m["loss"] for m in metrics[-5:])
     assert last < first / factor, (first, last)
+
+
+def test_parameter_tree_really_shards():
+    from flax import nnx
+
+    from swiftvr_jax.models.swiftvr import SwiftVR
+    from swiftvr_jax.sharding import tree_shardings
+
+    mesh = _mesh((2, 2, 2))
+    model = nnx.eval_shape(lambda: SwiftVR(CFG, rngs=nnx.Rngs(0)))
+    sh = tree_shardings(nnx.state(model.dit, nnx.Param), mesh, prefix="dit.")
+    specs = {s.spec for s in jax.tree.leaves(sh, is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))}
+    assert jax.sharding.PartitionSpec(None, "fsdp", "tensor") in specs  # stacked q/k/v kernels
+    sharded = [s for s in jax.tree.leaves(sh, is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+               if any(a is not None for a in s.spec)]
+    assert len(sharded) > 10
