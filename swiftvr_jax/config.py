@@ -150,6 +150,14 @@ class TrainConfig:
     lambda_distill: float = 1.0  # distill: weight of ||v_student - v_teacher||^2
     perceptual_weight: float = 0.1  # reae/finetune: LPIPS (or the gradient substitute) weight
     temporal_weight: float = 0.1  # reae/finetune: weight of the frame-difference term
+    gan_weight: float = 0.01  # finetune: weight of the hinge GAN term
+    reae_lr_mult: float = 0.1  # finetune: per-group learning-rate multipliers
+    dit_lr_mult: float = 1.0
+    text_lr_mult: float = 1.0
+    disc_lr_mult: float = 1.0
+    disc_channels: tuple[int, ...] = (32, 64, 128)  # finetune: video discriminator widths
+    lpips_weights: str = ""  # finetune: LPIPS safetensors file; "" = documented gradient substitute
+    lpips_net: str = ""  # "" = take alex/vgg from the file's metadata
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
     checkpoint_every: int = 200
     keep_checkpoints: int = 3

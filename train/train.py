@@ -1,8 +1,10 @@
-"""swiftvr-train: one flat trainer for the stages reae -> teacher -> distill.
+"""swiftvr-train: one flat trainer for the stages reae -> teacher -> distill -> finetune.
 
     swiftvr-train --stage reae    --preset small --workdir runs/reae
     swiftvr-train --stage teacher --preset small --workdir runs/teacher --init runs/reae/export
     swiftvr-train --stage distill --preset small --workdir runs/distill --init runs/teacher/export
+    swiftvr-train --stage finetune --preset small --workdir runs/finetune --init runs/distill/export \
+        [--set train.lpips_weights=lpips_alex.safetensors]
 
 Reads the config, builds the mesh, creates the state already sharded, restores the newest
 good checkpoint of `--workdir` (so a run can span sessions), trains with a progress bar,
@@ -25,7 +27,7 @@ from flax import nnx
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swiftvr-train", description=__doc__.split("\n")[0])
-    p.add_argument("--stage", required=True, choices=["reae", "teacher", "distill"])
+    p.add_argument("--stage", required=True, choices=["reae", "teacher", "distill", "finetune"])
     p.add_argument("--preset", default="small")
     p.add_argument("--workdir", required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     from swiftvr_jax.config import ConfigError, get_config
     from swiftvr_jax.data import DataError, make_loader
     from swiftvr_jax.models.swiftvr import WeightsError, load_pretrained, save_pretrained
+    from swiftvr_jax.training.finetune import FinetuneTrainer
     from swiftvr_jax.training.trainer import Trainer, param_groups
 
     shd.maybe_initialize_distributed()
@@ -65,7 +68,9 @@ def main(argv=None) -> int:
         if args.stage != "reae" and not args.init:
             raise ConfigError(f"--stage {args.stage} needs --init DIR (the previous stage's export)")
         mesh = shd.make_mesh(cfg.mesh)
-        trainer = Trainer(cfg, args.stage, mesh)
+        trainer = FinetuneTrainer(cfg, mesh) if args.stage == "finetune" else Trainer(cfg, args.stage, mesh)
+        if args.stage == "finetune":
+            print(f"swiftvr-train: {trainer.perceptual_note}", file=sys.stderr)
         if args.init:
             init_model, init_cfg = load_pretrained(args.init, mesh=mesh)
             groups = param_groups(init_model)
