@@ -35,7 +35,7 @@ from swiftvr_jax.config import Config
 from swiftvr_jax.models.discriminator import VideoDiscriminator, hinge_d_loss, hinge_g_loss
 from swiftvr_jax.models.swiftvr import SwiftVR
 from swiftvr_jax.training import losses
-from swiftvr_jax.training.trainer import _encode_clip, _upsample, group_shardings, param_groups
+from swiftvr_jax.training.trainer import ShardedStep, _encode_clip, _upsample, group_shardings, param_groups
 
 GEN_GROUPS = ("reae", "dit", "text")
 
@@ -73,7 +73,7 @@ def _global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(tree)))
 
 
-class FinetuneTrainer:
+class FinetuneTrainer(ShardedStep):
     """Sharded state and compiled step of the `finetune` stage; same interface as `Trainer`.
 
     `init(groups)` takes the distill export's groups {'reae', 'dit', 'text'} (or
@@ -238,15 +238,3 @@ class FinetuneTrainer:
                    "uses_lpips": jnp.asarray(float(self.uses_lpips)), **terms, **d_terms}
         return new_state, metrics
 
-    def step(self, state, frozen, batch):
-        """One G update and one D update. `batch` arrays are sharded over (data, fsdp) on the batch axis."""
-        if self._step is None:
-            batch_sh = {k: shd.batch_sharding(self.mesh, v.ndim) for k, v in batch.items()}
-            self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.frozen_shardings, batch_sh),
-                                 out_shardings=(self.state_shardings, shd.replicated(self.mesh)), donate_argnums=(0,))
-        return self._step(state, frozen, batch)
-
-    def shard_batch(self, batch: dict[str, Any]) -> dict[str, jax.Array]:
-        """Place a host batch (this process's rows) onto the mesh, batch axis over (data, fsdp)."""
-        return {k: jax.make_array_from_process_local_data(shd.batch_sharding(self.mesh, v.ndim), v)
-                for k, v in batch.items() if k in ("hq", "lq")}

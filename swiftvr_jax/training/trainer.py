@@ -70,7 +70,27 @@ def _upsample(lq, hw):
     return jax.image.resize(lq, (b, t, *hw, lq.shape[-1]), "bilinear")
 
 
-class Trainer:
+class ShardedStep:
+    """The compiled, state-donating step and the batch placement shared by the stage trainers.
+
+    Subclasses set `mesh`, `state_shardings`, `frozen_shardings`, `_step = None` and `_train_step`.
+    """
+
+    def step(self, state, frozen, batch):
+        """One optimizer step. `batch` arrays are sharded over (data, fsdp) on the batch axis."""
+        if self._step is None:
+            batch_sh = {k: shd.batch_sharding(self.mesh, v.ndim) for k, v in batch.items()}
+            self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.frozen_shardings, batch_sh),
+                                 out_shardings=(self.state_shardings, shd.replicated(self.mesh)), donate_argnums=(0,))
+        return self._step(state, frozen, batch)
+
+    def shard_batch(self, batch: dict[str, Any]) -> dict[str, jax.Array]:
+        """Place a host batch (this process's rows) onto the mesh, batch axis over (data, fsdp)."""
+        return {k: jax.make_array_from_process_local_data(shd.batch_sharding(self.mesh, v.ndim), v)
+                for k, v in batch.items() if k in ("hq", "lq")}
+
+
+class Trainer(ShardedStep):
     """Builds the sharded state and the compiled step of one stage on a mesh.
 
     `init(groups)` places concrete parameter groups (from random init or a weight directory)
@@ -193,16 +213,3 @@ class Trainer:
                      "ema": keep(ema, state["ema"]), "step": state["step"] + 1,
                      "skipped": state["skipped"] + (~ok).astype(jnp.int32)}
         return new_state, {"loss": loss, "grad_norm": gnorm, "finite": ok, **terms}
-
-    def step(self, state, frozen, batch):
-        """One optimizer step. `batch` arrays are sharded over (data, fsdp) on the batch axis."""
-        if self._step is None:
-            batch_sh = {k: shd.batch_sharding(self.mesh, v.ndim) for k, v in batch.items()}
-            self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.frozen_shardings, batch_sh),
-                                 out_shardings=(self.state_shardings, shd.replicated(self.mesh)), donate_argnums=(0,))
-        return self._step(state, frozen, batch)
-
-    def shard_batch(self, batch: dict[str, Any]) -> dict[str, jax.Array]:
-        """Place a host batch (this process's rows) onto the mesh, batch axis over (data, fsdp)."""
-        return {k: jax.make_array_from_process_local_data(shd.batch_sharding(self.mesh, v.ndim), v)
-                for k, v in batch.items() if k in ("hq", "lq")}
