@@ -34,7 +34,8 @@ RULES: tuple[tuple[str, tuple], ...] = (
     (r"ffn\.proj_out\.kernel$", ("tensor", "fsdp")),
     (r"(time_proj|time_embedder_\d|text_embedder_\d|dit\.proj_out)\.kernel$", ("fsdp", None)),
     (r"patch_embedding\.kernel$", (None, None, None, None, "fsdp")),
-    (r"\.kernel$", ("fsdp",)),  # ReAE convs and the rest: shard output channels over fsdp
+    (r"^(reae|disc)\.", ()),  # small conv nets (ReAE 41M): replicated, so their convs stay data-parallel
+    (r"\.kernel$", ("fsdp",)),  # the rest: shard output channels over fsdp
     (r".*", ()),  # biases, norms, tables: replicated
 )
 
@@ -87,6 +88,20 @@ def tree_shardings(tree, mesh: jax.sharding.Mesh, prefix: str = ""):
 def batch_sharding(mesh: jax.sharding.Mesh, ndim: int) -> NamedSharding:
     """Sharding of a batch array: leading dim over (data, fsdp), the rest replicated."""
     return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def constrain_batch(x):
+    """Pin an activation's leading (batch) axis to (data, fsdp) when traced under `jax.set_mesh`.
+
+    A no-op without a mesh (inference) or when the batch does not divide. Without it XLA's
+    propagation may gather the batch onto every device to match fsdp-sharded weights.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+        return x
+    if x.shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
+        return x
+    return jax.lax.with_sharding_constraint(x, P(BATCH_AXES, *([None] * (x.ndim - 1))))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

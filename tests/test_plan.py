@@ -82,3 +82,12 @@ def test_plan_command_rejects_bad_arguments_in_one_line(capsys):
     assert plan.main(["--size", "720x1280"]) == 2
     assert "multiples of 32" in capsys.readouterr().err
     assert math.prod(plan.parse_mesh("8x4x2")) == 64
+
+
+def test_replication_warning_names_meshes_whose_per_device_compute_grows():
+    rows = [{"stage": "distill", "mesh": "1x8x1", "xla_flops_loop_bodies_once": 2.0e13},
+            {"stage": "distill", "mesh": "1x64x1", "xla_flops_loop_bodies_once": 1.0e14},
+            {"stage": "teacher", "mesh": "1x8x1", "xla_flops_loop_bodies_once": 2.0e13},
+            {"stage": "teacher", "mesh": "1x64x1", "xla_flops_loop_bodies_once": 2.1e13}]
+    (line,) = plan.replication_warnings(rows)
+    assert line.startswith("distill on 1x64x1: XLA plans 5.0x")

@@ -208,9 +208,30 @@ def plan_step(cfg, stage: str, mesh, frames: int, height: int, width: int, per_d
         "flops_per_device": flops / n, "xla_flops_loop_bodies_once": cost.get("flops"),
         "compile_s": compile_s, "total_s": time.perf_counter() - t0,
     }
-    # Donated state aliases its update, so it is counted once.
-    row["peak_bytes"] = row["argument_bytes"] + row["output_bytes"] - row["alias_bytes"] + row["temp_bytes"]
+    # Inputs stay resident even where XLA drops ones the step never reads from `argument_bytes`
+    # (the frozen DiT of the reae stage); the donated state aliases its update, so counts once.
+    resident = max(row["argument_bytes"], row["state_bytes"] + row["frozen_bytes"] + row["batch_bytes"])
+    row["peak_bytes"] = resident + row["output_bytes"] - row["alias_bytes"] + row["temp_bytes"]
     return row
+
+
+def replication_warnings(rows: list[dict], factor: float = 1.5) -> list[str]:
+    """Rows whose per-device compute grows with the mesh at the same per-device batch.
+
+    XLA's loop-once FLOP count is still a fair per-device measure across meshes of one stage;
+    if it grows, the partitioner is gathering the batch and every device repeats others' work.
+    """
+    out = []
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        mine = [r for r in rows if r["stage"] == stage and r.get("xla_flops_loop_bodies_once")]
+        if not mine:
+            continue
+        least = min(r["xla_flops_loop_bodies_once"] for r in mine)
+        for r in mine:
+            if r["xla_flops_loop_bodies_once"] > factor * least:
+                out.append(f"{stage} on {r['mesh']}: XLA plans {r['xla_flops_loop_bodies_once'] / least:.1f}x the "
+                           f"per-device compute of the cheapest mesh: the batch is gathered, not sharded")
+    return out
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -273,7 +294,7 @@ def _check(args) -> str | None:
 NOTE = ("Per device. From XLA's CPU backend compiling the per-device SPMD program; no parameter is allocated. "
         "state, frozen and args follow from the shardings and hold on GPU/TPU too; temp is the CPU compiler's "
         "activation/scratch plan (a GPU build fuses differently and uses flash attention, so expect less temp "
-        "where attention is dense); peak = args + outputs not aliased to the donated state + temp. The CPU "
+        "where attention is dense); peak = resident inputs + outputs not aliased to the donated state + temp. The CPU "
         "backend reports no generated-code size. TFLOP/step: matmul+conv FLOPs of the step's jaxpr divided by "
         "the devices (XLA's cost analysis counts a scanned layer loop once; kept in the JSON for reference).")
 
@@ -340,6 +361,8 @@ def main(argv=None) -> int:
           f"overrides {args.overrides or 'none'}; per device\n")
     print(_fmt_table(table_rows, cols))
     print(f"\n{NOTE}")
+    for line in replication_warnings(rows):
+        print(f"warning: {line}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "plan.json")
     machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),

@@ -18,6 +18,7 @@ from flax import nnx
 from swiftvr_jax.attention import attention
 from swiftvr_jax.config import DiTConfig
 from swiftvr_jax.rope import apply_rope, rope_angles
+from swiftvr_jax.sharding import constrain_batch
 
 
 def _dtype(name: str):
@@ -227,6 +228,7 @@ class DiT(nnx.Module):
         def body(carry, xs):
             p, k, v = xs
             pair = nnx.merge(graphdef, p)
+            carry = constrain_batch(carry)  # keep the batch sharded through the scanned layers
             carry = pair.even(carry, tproj, (k[0], v[0]), angles, shift=False, **common)
             carry = pair.odd(carry, tproj, (k[1], v[1]), angles, shift=cfg.attention != "full", **common)
             return carry, None

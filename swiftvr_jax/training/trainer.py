@@ -82,7 +82,8 @@ class ShardedStep:
             batch_sh = {k: shd.batch_sharding(self.mesh, v.ndim) for k, v in batch.items()}
             self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.frozen_shardings, batch_sh),
                                  out_shardings=(self.state_shardings, shd.replicated(self.mesh)), donate_argnums=(0,))
-        return self._step(state, frozen, batch)
+        with jax.set_mesh(self.mesh):  # activation constraints (sharding.constrain_batch) read this mesh
+            return self._step(state, frozen, batch)
 
     def shard_batch(self, batch: dict[str, Any]) -> dict[str, jax.Array]:
         """Place a host batch (this process's rows) onto the mesh, batch axis over (data, fsdp)."""
