@@ -15,7 +15,10 @@ Outputs in `--out`: metrics.csv (one row per clip), summary.json (resolved argum
 method's config, per-clip results and means over clips, failed clips), results.md (a Markdown
 table) and compare/<clip>_<frame>.png (crops: LQ bicubic-upscaled | baseline | method | GT).
 Metrics are means over frames per clip and means over clips in the summary; fps counts the
-method alone and includes JIT compilation (the first clip of each frame size).
+method alone and includes JIT compilation (the first clip of each frame size). lpips and dists
+need weight files (`--lpips-weights`, `--dists-weights`; README, section Evaluation); without one,
+the metric is reported as unavailable (n/a in results.md, empty in metrics.csv, null and a reason
+in summary.json), never as a number.
 Exit status: 0 all clips evaluated, 1 some clips failed (reported and skipped), 2 usage error.
 """
 
@@ -42,11 +45,11 @@ from swiftvr_jax import baselines, metrics, video_io
 from swiftvr_jax.degrade import EVAL_DEGRADATIONS, degrade_named
 
 METHODS = ("swiftvr", *baselines.BASELINES)
-PAIRED_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "ewarp_dis")
+PAIRED_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y", "lpips", "dists", "ewarp_dis")
 UNPAIRED_METRICS = ("niqe", "ewarp_dis")
 NO_REFERENCE = ("niqe", "ewarp_dis")
 METRIC_FORMAT = {"psnr": ".2f", "psnr_y": ".2f", "ssim": ".4f", "ssim_y": ".4f", "vmaf": ".2f",
-                 "ewarp_dis": ".3f", "niqe": ".3f"}
+                 "lpips": ".4f", "dists": ".4f", "ewarp_dis": ".3f", "niqe": ".3f"}
 
 
 class UsageError(ValueError):
@@ -132,16 +135,35 @@ def load_method(args) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
 # ----------------------------------------------------------------------------- metrics
 
 
-def score(out: np.ndarray, gt: np.ndarray | None, names, crop_border: int, warned: set) -> dict:
-    """{metric: value or None}; an unavailable or inapplicable metric is None with a warning."""
+def load_networks(args) -> dict:
+    """{'lpips': LPIPS or None, 'dists': DISTS or None}: the weight files of the requested learned metrics."""
+    nets = {"lpips": None, "dists": None}
+    if "lpips" in args.metrics and args.lpips_weights:
+        from swiftvr_jax.lpips import load_lpips
+
+        nets["lpips"] = load_lpips(args.lpips_weights)
+    if "dists" in args.metrics and args.dists_weights:
+        from swiftvr_jax.dists import load_dists
+
+        nets["dists"] = load_dists(args.dists_weights)
+    return nets
+
+
+def score(out: np.ndarray, gt: np.ndarray | None, names, crop_border: int, networks: dict,
+          unavailable: dict) -> dict:
+    """{metric: value or None}; an unavailable or inapplicable metric is None with a warning.
+
+    networks: from `load_networks`. unavailable: {metric: reason}, filled in (and warned about) once.
+    """
     result = {}
     for n in names:
         try:
-            result[n] = metrics.compute_metrics(out, gt, names=[n], crop_border=crop_border)[n]
+            result[n] = metrics.compute_metrics(out, gt, names=[n], crop_border=crop_border,
+                                                lpips_model=networks["lpips"], dists_model=networks["dists"])[n]
         except metrics.MetricUnavailable as e:
-            if n not in warned:
+            if n not in unavailable:
                 tqdm.write(f"warning: {n} unavailable: {e}", file=sys.stderr)
-                warned.add(n)
+                unavailable[n] = str(e)
             result[n] = None
         except ValueError as e:  # e.g. frames too small for NIQE's patches
             tqdm.write(f"warning: {n} skipped: {e}", file=sys.stderr)
@@ -210,6 +232,10 @@ def _parse(argv):
     p.add_argument("--scale", type=int, default=4, help="upscaling factor (default 4)")
     p.add_argument("--metrics", nargs="+", help="metric names, space or comma separated "
                    f"(default paired: {','.join(PAIRED_METRICS)}; unpaired: {','.join(UNPAIRED_METRICS)})")
+    p.add_argument("--lpips-weights", metavar="FILE", help="LPIPS safetensors file (alex or vgg; see "
+                   "swiftvr_jax/lpips.py); without it lpips is n/a")
+    p.add_argument("--dists-weights", metavar="FILE", help="DISTS safetensors file (see README, Evaluation); "
+                   "without it dists is n/a")
     p.add_argument("--crop-border", type=int, default=0, help="pixels removed on each side before metrics")
     p.add_argument("--max-frames", type=int, help="evaluate only the first N frames of each clip")
     p.add_argument("--clips", help="comma-separated clip names to evaluate (default: all)")
@@ -247,7 +273,7 @@ def _resolve(args) -> None:
         raise UsageError(f"metric(s) {', '.join(sorted(set(names) - set(NO_REFERENCE)))} need a reference; "
                          "pass --lq or --degrade, or use niqe/ewarp_dis")
     args.metrics = names
-    for key in ("data", "lq", "out", "checkpoint"):
+    for key in ("data", "lq", "out", "checkpoint", "lpips_weights", "dists_weights"):
         if getattr(args, key):
             setattr(args, key, os.path.abspath(getattr(args, key)))
     if os.path.isfile(args.out) or (os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite):
@@ -274,8 +300,9 @@ def _clip_pairs(args) -> list[tuple[str, str, str | None]]:
     return [(name, path, lq[name]) for name, path in gt.items()]
 
 
-def evaluate_clip(args, name, gt_path, lq_path, restore, warned) -> tuple[dict, dict]:
-    """Restore and score one clip; returns (result row, frames for the comparison images)."""
+def evaluate_clip(args, name, gt_path, lq_path, restore, score_clip) -> tuple[dict, dict]:
+    """Restore and score one clip (`score_clip(out, gt) -> {metric: value or None}`);
+    returns (result row, frames for the comparison images)."""
     frames = read_clip(gt_path, args.max_frames)
     gt, degradation, seed = None, None, None
     if args.degrade:
@@ -300,7 +327,7 @@ def evaluate_clip(args, name, gt_path, lq_path, restore, warned) -> tuple[dict, 
     assert out.shape == (lq.shape[0], lq.shape[1] * args.scale, lq.shape[2] * args.scale, 3), out.shape
     row = {"clip": name, "frames": int(len(lq)), "lq_size": list(lq.shape[1:3]), "out_size": list(out.shape[1:3]),
            "seconds": seconds, "fps": len(lq) / seconds,
-           "metrics": score(out, gt, args.metrics, args.crop_border, warned)}
+           "metrics": score_clip(out, gt)}
     if args.degrade:
         row.update(seed=seed, degradation=degradation)
     if args.save_frames:
@@ -337,8 +364,8 @@ def _fmt(value, metric) -> str:
     return "n/a" if value is None else format(value, METRIC_FORMAT[metric])
 
 
-def markdown_table(args, rows: list[dict], means: dict) -> str:
-    """Per-clip rows and the mean over clips as a Markdown table."""
+def markdown_table(args, rows: list[dict], means: dict, unavailable: dict) -> str:
+    """Per-clip rows and the mean over clips as a Markdown table, then one line per unavailable metric."""
     cols = ["clip", "frames", *args.metrics, "fps"]
     lines = [f"**{args.method}** on `{os.path.basename(args.data)}`"
              f" ({'--degrade ' + args.degrade if args.degrade else '--lq' if args.lq else 'unpaired'}, x{args.scale})",
@@ -350,6 +377,8 @@ def markdown_table(args, rows: list[dict], means: dict) -> str:
     cells = ["**mean**", str(frames), *(_fmt(means[m], m) for m in args.metrics),
              f"{frames / seconds:.2f}" if rows else "n/a"]
     lines.append("| " + " | ".join(cells) + " |")
+    if unavailable:
+        lines += ["", *(f"- {m}: n/a, {reason}" for m, reason in unavailable.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -366,6 +395,7 @@ def main(argv=None) -> int:
     try:
         _resolve(args)
         pairs = _clip_pairs(args)
+        networks = load_networks(args)  # a bad weight file is a usage error (WeightsError is a ValueError)
         restore, method_info = load_method(args)
         baseline = None if args.baseline == "none" else baselines.load_baseline(args.baseline, args.scale)
     except (UsageError, ValueError, FileNotFoundError, baselines.BaselineUnavailable) as e:
@@ -373,11 +403,15 @@ def main(argv=None) -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
 
-    rows, failed, images, warned = [], [], [], set()
+    rows, failed, images, unavailable = [], [], [], {}
+
+    def score_clip(out, gt):
+        return score(out, gt, args.metrics, args.crop_border, networks, unavailable)
+
     bar = tqdm(pairs, desc=args.method, unit="clip", file=sys.stderr)
     for name, gt_path, lq_path in bar:
         try:
-            row, clip = evaluate_clip(args, name, gt_path, lq_path, restore, warned)
+            row, clip = evaluate_clip(args, name, gt_path, lq_path, restore, score_clip)
             images += write_comparisons(args, name, clip, baseline)
         except Exception as e:  # noqa: BLE001 - any failure of one clip is reported and the run goes on
             msg = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -400,11 +434,11 @@ def main(argv=None) -> int:
     summary = {"args": vars(args), "method": method_info, "baseline": args.baseline,
                "dataset": {"kind": "degrade" if args.degrade else "lq" if args.lq else "unpaired",
                            "clips": len(pairs), "evaluated": len(rows), "frames": sum(r["frames"] for r in rows)},
-               "mean_over_clips": means, "clips": rows, "failed": failed,
+               "mean_over_clips": means, "unavailable": unavailable, "clips": rows, "failed": failed,
                "comparison_images": [os.path.relpath(p, args.out) for p in images], "environment": _environment()}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
-    table = markdown_table(args, rows, means)
+    table = markdown_table(args, rows, means, unavailable)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table)
     print(table)

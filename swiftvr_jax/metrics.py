@@ -1,11 +1,14 @@
-"""Video restoration metrics on the host (numpy): PSNR, SSIM, E_warp (DIS flow), VMAF, NIQE.
+"""Video restoration metrics: PSNR, SSIM, E_warp (DIS flow), VMAF, NIQE on the host (numpy);
+LPIPS and DISTS with JAX networks whose weights the user supplies.
 
 Frames are `[H, W, 3]` and clips `[T, H, W, 3]` RGB, either uint8 in [0, 255] or floating point
-in [0, 1]. Every metric works on the 0-255 scale internally, as the VSR literature does.
+in [0, 1]. The pixel metrics work on the 0-255 scale internally, as the VSR literature does; the
+learned ones take [0, 1] frames.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -24,6 +27,8 @@ __all__ = [
     "ewarp_dis",
     "vmaf",
     "niqe",
+    "lpips",
+    "dists",
     "compute_metrics",
 ]
 
@@ -365,17 +370,70 @@ def niqe(frames, crop_border: int = 0) -> float:
     return float(np.mean([_niqe_frame(g, mu, cov) for g in x]))
 
 
+# ----------------------------------------------------------------------------- LPIPS / DISTS
+
+
+def _to_unit(x: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] or float [0, 1] -> float32 [0, 1]."""
+    return (_to_255(x) / 255.0).astype(np.float32)
+
+
+def _mean_over_frames(distance, restored, reference) -> float:
+    """Mean over frames of `distance(x, y) -> [1]` called on single [1, H, W, 3] float32 [0, 1] frames."""
+    a, b = _pair(restored, reference)
+    if a.shape[-1] != 3:
+        raise ValueError(f"lpips and dists need RGB clips [T, H, W, 3], got shape {a.shape}")
+    # one frame per call: a VGG's activations of a whole HD clip would not fit in memory
+    return float(np.mean([np.asarray(distance(x[None], y[None]))[0] for x, y in zip(_to_unit(a), _to_unit(b))]))
+
+
+def lpips(restored, reference, model=None) -> float:
+    """LPIPS (Zhang et al. 2018) of each frame pair, mean over frames; 0 for identical frames, lower is closer.
+
+    restored, reference: [H, W, 3] or [T, H, W, 3], uint8 or float in [0, 1] (the network maps [0, 1]
+    to LPIPS's [-1, 1] input). model: a network from `swiftvr_jax.lpips.load_lpips`, the loader
+    training uses. Raises MetricUnavailable when model is None (no weights file given).
+    """
+    if model is None:
+        raise MetricUnavailable("no LPIPS weights file given (swiftvr-eval --lpips-weights FILE; "
+                                "the docstring of swiftvr_jax/lpips.py says how to make one)")
+    import jax
+
+    from swiftvr_jax.lpips import lpips_distance
+
+    distance = jax.jit(lpips_distance, static_argnums=0)  # wrapping again hits jit's cache: one compile per size
+    return _mean_over_frames(functools.partial(distance, model.net, model.params), restored, reference)
+
+
+def dists(restored, reference, model=None) -> float:
+    """DISTS (Ding et al. 2020) of each frame pair, mean over frames; 0 for identical frames, lower is closer.
+
+    restored, reference: [H, W, 3] or [T, H, W, 3], uint8 or float in [0, 1]. model: a network from
+    `swiftvr_jax.dists.load_dists`. Raises MetricUnavailable when model is None (no weights file given).
+    """
+    if model is None:
+        raise MetricUnavailable("no DISTS weights file given (swiftvr-eval --dists-weights FILE; "
+                                "the README, section Evaluation, says how to make one)")
+    import jax
+
+    from swiftvr_jax.dists import dists_distance
+
+    return _mean_over_frames(functools.partial(jax.jit(dists_distance), model.params), restored, reference)
+
+
 # ----------------------------------------------------------------------------- all at once
 
-# name -> (function(restored, reference) -> float, needs a reference)
+# name -> (function(restored, reference, networks) -> float, needs a reference)
 _METRICS = {
-    "psnr": (lambda a, b: psnr(a, b), True),
-    "ssim": (lambda a, b: ssim(a, b), True),
-    "psnr_y": (lambda a, b: psnr(a, b, y_channel=True), True),
-    "ssim_y": (lambda a, b: ssim(a, b, y_channel=True), True),
-    "vmaf": (lambda a, b: vmaf(a, b), True),
-    "ewarp_dis": (lambda a, b: ewarp_dis(a), False),  # flow from the output, as E*warp in VSR papers
-    "niqe": (lambda a, b: niqe(a), False),
+    "psnr": (lambda a, b, nets: psnr(a, b), True),
+    "ssim": (lambda a, b, nets: ssim(a, b), True),
+    "psnr_y": (lambda a, b, nets: psnr(a, b, y_channel=True), True),
+    "ssim_y": (lambda a, b, nets: ssim(a, b, y_channel=True), True),
+    "vmaf": (lambda a, b, nets: vmaf(a, b), True),
+    "lpips": (lambda a, b, nets: lpips(a, b, nets["lpips"]), True),
+    "dists": (lambda a, b, nets: dists(a, b, nets["dists"]), True),
+    "ewarp_dis": (lambda a, b, nets: ewarp_dis(a), False),  # flow from the output, as E*warp in VSR papers
+    "niqe": (lambda a, b, nets: niqe(a), False),
 }
 
 
@@ -384,13 +442,17 @@ def compute_metrics(
     reference: np.ndarray | None = None,
     names: Sequence[str] = ("psnr", "ssim", "psnr_y", "ssim_y", "ewarp_dis"),
     crop_border: int = 0,
+    lpips_model=None,
+    dists_model=None,
 ) -> dict[str, float]:
     """Several metrics of one clip: {name: value}.
 
     restored, reference: [T, H, W, 3] uint8 (or float in [0, 1]); `crop_border` pixels are removed
-    on each side of both before any metric. Names: psnr, ssim, psnr_y, ssim_y, vmaf (need a
-    reference), ewarp_dis, niqe (no reference). Raises ValueError for an unknown name or a missing
-    reference and MetricUnavailable when a metric cannot run here.
+    on each side of both before any metric. Names: psnr, ssim, psnr_y, ssim_y, vmaf, lpips, dists
+    (need a reference), ewarp_dis, niqe (no reference). lpips_model, dists_model: networks from
+    `swiftvr_jax.lpips.load_lpips` and `swiftvr_jax.dists.load_dists`; without one, its metric is
+    unavailable. Raises ValueError for an unknown name or a missing reference and MetricUnavailable
+    when a metric cannot run here.
     """
     unknown = [n for n in names if n not in _METRICS]
     if unknown:
@@ -400,4 +462,5 @@ def compute_metrics(
         raise ValueError(f"metric(s) {needs_ref} need a reference clip")
     a = _crop(_as_clip(restored, "restored"), crop_border)
     b = None if reference is None else _crop(_as_clip(reference, "reference"), crop_border)
-    return {n: _METRICS[n][0](a, b) for n in names}
+    nets = {"lpips": lpips_model, "dists": dists_model}
+    return {n: _METRICS[n][0](a, b, nets) for n in names}

@@ -7,11 +7,12 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import save_file
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
 from infer import evaluate
-from swiftvr_jax import baselines, metrics
+from swiftvr_jax import baselines, dists, lpips, metrics
 from swiftvr_jax.degrade import degrade_named
 
 SOURCES = {"astro": data.astronaut(), "coffee": data.coffee()}
@@ -65,6 +66,12 @@ def test_bicubic_with_named_degradation(dataset, tmp_path):
     mean_psnr = np.mean([float(r["psnr"]) for r in rows.values()])
     assert summary["mean_over_clips"]["psnr"] == pytest.approx(mean_psnr, abs=1e-9)
     assert f"| **mean** | 12 | {mean_psnr:.2f} |" in (out / "results.md").read_text()
+    # no weight files: lpips and dists are unavailable in every output, never 0
+    assert all(rows[name]["lpips"] == "" and rows[name]["dists"] == "" for name in SOURCES)
+    assert summary["mean_over_clips"]["lpips"] is None and summary["clips"][0]["metrics"]["dists"] is None
+    assert set(summary["unavailable"]) == {"lpips", "dists"}
+    md = (out / "results.md").read_text()
+    assert "| n/a | n/a |" in md and "- lpips: n/a, no LPIPS weights file given" in md
     images = sorted(os.listdir(out / "compare"))
     assert images == [f"{c}_{i:06d}.png" for c in ("astro", "coffee") for i in (0, 2, 5)]
     panel = np.asarray(Image.open(out / "compare" / images[0]))
@@ -107,6 +114,42 @@ def test_unpaired_clips_get_no_reference_metrics(dataset, tmp_path):
     assert panel.shape == (16 + 192, 2 * 192 + 4, 3)  # LQ | method: no baseline, no GT; 192-px crops
 
 
+def _random_weight_file(path, shapes, metadata=None):
+    """A safetensors file of He-scaled random convs and non-negative heads (lin*, alpha, beta)."""
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for k, shape in shapes.items():
+        if k.startswith("features."):
+            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else 1
+            tensors[k] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        else:
+            tensors[k] = rng.uniform(0.01, 1.0, shape).astype(np.float32)
+    save_file(tensors, str(path), metadata=metadata)
+    return str(path)
+
+
+def test_lpips_and_dists_with_weight_files(dataset, tmp_path):
+    lpips_file = _random_weight_file(tmp_path / "lpips.safetensors", lpips.expected_shapes("alex"), {"net": "alex"})
+    dists_file = _random_weight_file(tmp_path / "dists.safetensors", dists.expected_shapes())
+    out = tmp_path / "out"
+    rc = evaluate.main(["--method", "bicubic", "--data", str(dataset / "GT"), "--degrade", "bicubic4",
+                        "--out", str(out), "--clips", "astro", "--max-frames", "2", "--compare-frames", "0",
+                        "--metrics", "psnr,lpips,dists", "--lpips-weights", lpips_file, "--dists-weights", dists_file])
+    assert rc == 0
+    row = _csv(out / "metrics.csv")["astro"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unavailable"] == {} and summary["args"]["lpips_weights"] == lpips_file
+    gt = _read(dataset / "GT" / "astro")[:2]
+    lq, _ = degrade_named(gt.astype(np.float32) / 255, "bicubic4", seed=evaluate.clip_seed(0, "astro"))
+    up = baselines.resize_upscale(np.round(lq * 255).astype(np.uint8), 4, "bicubic")
+    want_lpips = metrics.lpips(up, gt, lpips.load_lpips(lpips_file))
+    want_dists = metrics.dists(up, gt, dists.load_dists(dists_file))
+    assert float(row["lpips"]) == pytest.approx(want_lpips, rel=1e-6) and want_lpips > 0
+    assert float(row["dists"]) == pytest.approx(want_dists, rel=1e-6) and want_dists > 0
+    assert summary["mean_over_clips"]["dists"] == pytest.approx(want_dists, rel=1e-6)
+    assert f"| {want_lpips:.4f} | {want_dists:.4f} |" in (out / "results.md").read_text()
+
+
 def test_failing_clip_is_reported_and_skipped(dataset, tmp_path, capsys):
     lq = tmp_path / "LQ"
     _write_clip(lq / "astro", _read(dataset / "LQ" / "astro"))
@@ -126,7 +169,9 @@ def test_failing_clip_is_reported_and_skipped(dataset, tmp_path, capsys):
     (["--preset", "tiny"], "apply to --method swiftvr only"),
     (["--degrade", "bicubic4", "--scale", "2"], "pass --scale 4"),
     (["--metrics", "psnr"], "need a reference"),
-    (["--metrics", "lpips"], "unknown metric"),
+    (["--metrics", "lpips_vgg"], "unknown metric"),
+    (["--degrade", "bicubic4", "--lpips-weights", "/nonexistent/lpips.safetensors"], "no such LPIPS weights file"),
+    (["--degrade", "bicubic4", "--dists-weights", "/nonexistent/dists.safetensors"], "no such DISTS weights file"),
     (["--clips", "nope"], "--clips nope not found"),
     (["--method", "realesrgan-x4plus", "--scale", "2"], "upscales by 4, not 2"),
 ])

