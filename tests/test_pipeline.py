@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -138,6 +139,23 @@ def test_weights_round_trip_and_strict_loading(tmp_path, pipe):
         load_pretrained(str(tmp_path / "bad"))
     with pytest.raises(WeightsError, match="config.json"):
         load_pretrained(str(tmp_path))
+
+
+def test_float16_export_halves_the_file_and_loads_back_within_rounding(tmp_path, pipe):
+    save_pretrained(pipe.model, CFG, str(tmp_path / "f32"))
+    save_pretrained(pipe.model, CFG, str(tmp_path / "f16"), dtype="float16")
+    size = lambda d: os.path.getsize(tmp_path / d / "model.safetensors")
+    assert 0.49 < size("f16") / size("f32") < 0.51
+    model, _ = load_pretrained(str(tmp_path / "f16"))
+    from swiftvr_jax.models.swiftvr import flat_params
+
+    ref, got = flat_params(pipe.model), flat_params(model)
+    for k in ref:
+        r = np.asarray(ref[k])
+        assert np.asarray(got[k]).dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(got[k]), r.astype(np.float16).astype(np.float32))
+    with pytest.raises(ValueError, match="float32 or float16"):
+        save_pretrained(pipe.model, CFG, str(tmp_path / "x"), dtype="bfloat8")
 
 
 def test_restore_video_png_equals_stream_and_dtype_view(tmp_path, pipe):

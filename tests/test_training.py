@@ -128,3 +128,18 @@ def test_gradient_accumulation_equals_one_big_batch():
         for half in (a, b):
             state, _ = tr.step(state, frozen, tr.shard_batch(half))
     assert _max_diff(s_big["params"], state["params"]) < 1e-5
+
+
+def test_ema_warmup_fades_the_initialisation_out():
+    """EMA decay min(d, (1+s)/(10+s)) against a numpy loop: after 3000 steps of constant
+    parameters the initial value keeps weight prod(decay_s), far below the plain d^3000 = 5%."""
+    from swiftvr_jax.training.trainer import update_ema
+
+    ema, target, decay = {"w": np.zeros(3, np.float32)}, {"w": np.ones(3, np.float32)}, 0.999
+    ref = 0.0
+    for s in range(3000):
+        ema = update_ema(ema, target, decay, np.int32(s))
+        d = min(decay, (1 + s) / (10 + s))
+        ref = d * ref + (1 - d) * 1.0
+    np.testing.assert_allclose(np.asarray(ema["w"]), ref, rtol=1e-5)
+    assert 1 - ref < 0.01 < 1 - decay ** 3000

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps in this run")
     p.add_argument("--export", help="where to write the EMA inference weights (default WORKDIR/export)")
+    p.add_argument("--export-dtype", default="float32", choices=["float32", "float16"],
+                   help="storage dtype of the exported weights (float16 halves the file)")
     return p
 
 
@@ -47,6 +49,23 @@ def model_from_groups(cfg, groups):
     nnx.update(model.dit, groups["dit"])
     model.text.set_value(groups["text"])
     return model
+
+
+# Fields that change what the weights mean without changing their shapes.
+_SAME_SHAPE_FIELDS = {"reae": ("time_strides", "spatial_strides", "pixel_shuffle"), "model": ("patch", "rope_theta")}
+
+
+def check_init_matches(init_cfg, cfg, path: str) -> None:
+    """Refuse --init weights trained with a different ReAE compression or patching (same shapes, other meaning)."""
+    from swiftvr_jax.config import ConfigError
+
+    for section, names in _SAME_SHAPE_FIELDS.items():
+        for name in names:
+            a, b = getattr(getattr(init_cfg, section), name), getattr(getattr(cfg, section), name)
+            if a != b:  # config_from_dict gives tuples, so tuples compare with tuples
+                text = ",".join(map(str, a)) if isinstance(a, tuple) else a
+                raise ConfigError(f"--init {path} was trained with {section}.{name}={text} but this run has "
+                                  f"{b}; pass --set {section}.{name}={text}")
 
 
 def main(argv=None) -> int:
@@ -73,6 +92,7 @@ def main(argv=None) -> int:
             print(f"swiftvr-train: {trainer.perceptual_note}", file=sys.stderr)
         if args.init:
             init_model, init_cfg = load_pretrained(args.init, mesh=mesh)
+            check_init_matches(init_cfg, cfg, args.init)
             groups = param_groups(init_model)
         else:
             groups = trainer.random_groups(cfg.train.seed)
@@ -92,15 +112,18 @@ def main(argv=None) -> int:
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
                             trainer.state_shardings)
     restored = ckpt.restore(abstract)
+    wall_before, t_run = 0.0, time.perf_counter()  # training wall time summed over every resumed run
     if restored is not None:
         start, state, meta = restored
         loader.set_state(meta["data"])
+        wall_before = float(meta.get("wall_s", 0.0))
         print(f"resumed from step {start} in {args.workdir}", file=sys.stderr)
     start = int(state["step"])
     end = cfg.train.steps if args.stop_after is None else min(cfg.train.steps, start + args.stop_after)
 
     def save(step):
-        meta = {"stage": args.stage, "data": loader.get_state(), "config": trainer.cfg.to_dict()}
+        meta = {"stage": args.stage, "data": loader.get_state(), "config": trainer.cfg.to_dict(),
+                "wall_s": wall_before + time.perf_counter() - t_run}
         try:
             ckpt.save(step, state, meta, force=True)
         except NonFiniteError as e:
@@ -126,7 +149,8 @@ def main(argv=None) -> int:
                 now = time.perf_counter()
                 rate = cfg.train.log_every * clips / max(now - t_last, 1e-9)
                 t_last = now
-                row = {"step": step + 1, "clips_per_s": rate, "skipped": int(state["skipped"]),
+                row = {"step": step + 1, "wall_s": round(wall_before + now - t_run, 1), "clips_per_s": rate,
+                       "skipped": int(state["skipped"]),
                        "clips": np.asarray(batch["index"]).tolist(), **m}  # clip indices: resumes are checkable
                 log.write(json.dumps(row) + "\n")
                 log.flush()
@@ -144,7 +168,8 @@ def main(argv=None) -> int:
     if (status == 0 and final >= cfg.train.steps) or args.export:
         export = args.export or os.path.join(args.workdir, "export")
         groups = {**{k: v for k, v in frozen.items() if not k.startswith("teacher_")}, **state["ema"]}
-        save_pretrained(model_from_groups(trainer.cfg if args.stage != "teacher" else cfg, groups), cfg, export)
+        save_pretrained(model_from_groups(trainer.cfg if args.stage != "teacher" else cfg, groups), cfg, export,
+                        dtype=args.export_dtype)
         print(f"exported EMA weights to {export}", file=sys.stderr)
     return status
 

@@ -91,14 +91,25 @@ def load_flat_params(model: nnx.Module, tensors, *, what: str = "weights", mesh=
     nnx.update(model, state)
 
 
-def save_pretrained(model: SwiftVR, cfg: Config, path: str) -> None:
-    """Write `config.json` + `model.safetensors` into directory `path`."""
+def save_pretrained(model: SwiftVR, cfg: Config, path: str, *, dtype: str = "float32") -> None:
+    """Write `config.json` + `model.safetensors` into directory `path`.
+
+    `dtype` "float16" halves the file (relative rounding <= 2^-11, loaded back as float32);
+    parameters beyond float16's range are refused rather than silently turned into inf.
+    """
     from safetensors.numpy import save_file
 
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype={dtype!r}: choose float32 or float16")
+    arrays = {}
+    for k, v in flat_params(model).items():
+        v = np.asarray(v, np.float32)
+        if dtype == "float16" and np.abs(v).max(initial=0.0) > np.finfo(np.float16).max:
+            raise ValueError(f"{k}: values beyond the float16 range; export as float32")
+        arrays[k] = np.ascontiguousarray(v.astype(dtype))
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG_NAME), "w") as f:
         f.write(cfg.to_json())
-    arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(model).items()}
     tmp = os.path.join(path, WEIGHTS_NAME + ".partial")
     save_file(arrays, tmp, metadata={"format": "swiftvr-jax", "preset": cfg.preset})
     os.replace(tmp, os.path.join(path, WEIGHTS_NAME))

@@ -35,7 +35,7 @@ from swiftvr_jax.config import Config
 from swiftvr_jax.models.discriminator import VideoDiscriminator, hinge_d_loss, hinge_g_loss
 from swiftvr_jax.models.swiftvr import SwiftVR
 from swiftvr_jax.training import losses
-from swiftvr_jax.training.trainer import ShardedStep, _encode_clip, _upsample, group_shardings, param_groups
+from swiftvr_jax.training.trainer import ShardedStep, _encode_clip, _upsample, group_shardings, param_groups, update_ema
 
 GEN_GROUPS = ("reae", "dit", "text")
 
@@ -224,8 +224,7 @@ class FinetuneTrainer(ShardedStep):
         d_updates, disc_opt_state = self.disc_tx.update({"disc": d_grads}, state["disc_opt_state"],
                                                         {"disc": state["disc"]})
         disc = optax.apply_updates({"disc": state["disc"]}, d_updates)["disc"]
-        decay = self.cfg.train.ema_decay
-        ema = jax.tree.map(lambda e, q: decay * e + (1 - decay) * q, state["ema"], params)
+        ema = update_ema(state["ema"], params, self.cfg.train.ema_decay, state["step"])
 
         def keep(new, old):  # a non-finite step changes nothing
             return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)

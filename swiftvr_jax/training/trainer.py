@@ -70,6 +70,13 @@ def _upsample(lq, hw):
     return jax.image.resize(lq, (b, t, *hw, lq.shape[-1]), "bilinear")
 
 
+
+def update_ema(ema, params, decay: float, step):
+    """EMA with warm-up: the decay is min(decay, (1 + step) / (10 + step)), so the random
+    initialisation fades out early instead of keeping a weight of decay^steps."""
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, q: (d * e + (1 - d) * q).astype(e.dtype), ema, params)
+
 class ShardedStep:
     """The compiled, state-donating step and the batch placement shared by the stage trainers.
 
@@ -204,8 +211,7 @@ class Trainer(ShardedStep):
         ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        d = self.cfg.train.ema_decay
-        ema = jax.tree.map(lambda e, q: d * e + (1 - d) * q, state["ema"], params)
+        ema = update_ema(state["ema"], params, self.cfg.train.ema_decay, state["step"])
 
         def keep(new, old):  # a non-finite step changes nothing
             return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
