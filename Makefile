@@ -43,12 +43,12 @@ TRAIN := $(BIN)/python -m train.train
 train-default: $(STAMP)
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
-	$(TRAIN) --stage teacher  $(DEFAULT_SET) --workdir $(RUNS)/teacher --init $(RUNS)/reae/export --steps 3000 \
+	$(TRAIN) --stage teacher  $(DEFAULT_SET) --workdir $(RUNS)/teacher --init $(RUNS)/reae/export --steps 1500 \
 		--set train.lr=2e-4 --set train.checkpoint_every=250
-	$(TRAIN) --stage distill  $(DEFAULT_SET) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 1000 \
+	$(TRAIN) --stage distill  $(DEFAULT_SET) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 500 \
 		--set train.lr=1e-4 --set train.checkpoint_every=250
-	$(TRAIN) --stage finetune $(DEFAULT_SET) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 2000 \
-		--set train.lr=5e-5 --set train.checkpoint_every=100 --export-dtype float16
+	$(TRAIN) --stage finetune $(DEFAULT_SET) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 1500 \
+		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.checkpoint_every=100 --export-dtype float16
 	mkdir -p swiftvr_jax/weights/default
 	cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/
 

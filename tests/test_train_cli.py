@@ -19,6 +19,24 @@ def _weights(workdir):
     return {k: f[k] for k in f}
 
 
+def _tensorboard_scalars(folder, tag):
+    """(step, value) of `tag` read back from TFRecord event files (length, crc, Event proto, crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            out += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+    return [(s, float(np.float32(v))) for s, v in out]
+
+
 def test_resume_gives_identical_weights_and_batches(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["--stage", "reae", "--workdir", str(straight), *COMMON]) == 0
@@ -29,6 +47,8 @@ def test_resume_gives_identical_weights_and_batches(tmp_path):
     assert [r["step"] for r in b] == [1, 2, 3, 4]
     assert [r["clips"] for r in a] == [r["clips"] for r in b]  # same data order across the restart
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert all(r["wall_s"] >= 0 for r in b) and b[-1]["wall_s"] >= b[1]["wall_s"]  # summed over both runs
+    assert _tensorboard_scalars(straight / "tb", "reae/loss") == [(r["step"], r["loss"]) for r in a]
     wa, wb = _weights(straight), _weights(split)
     assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)  # bitwise on CPU
     # the export is a normal weight directory for the restorer

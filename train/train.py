@@ -8,8 +8,9 @@
 
 Reads the config, builds the mesh, creates the state already sharded, restores the newest
 good checkpoint of `--workdir` (so a run can span sessions), trains with a progress bar,
-logs metrics to `workdir/metrics.jsonl`, checkpoints every `train.checkpoint_every` steps and
-exports the EMA weights to `workdir/export` (the project's weight format) at the end.
+logs metrics to `workdir/metrics.jsonl` (and TensorBoard event files in `workdir/tb`),
+checkpoints every `train.checkpoint_every` steps and exports the EMA weights to
+`workdir/export` (the project's weight format) at the end.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def check_init_matches(init_cfg, cfg, path: str) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from tensorboardX import SummaryWriter
     from tqdm import tqdm
 
     from swiftvr_jax import sharding as shd
@@ -130,6 +132,7 @@ def main(argv=None) -> int:
             print(f"swiftvr-train: not saving step {step}: {e}", file=sys.stderr)
 
     log = open(os.path.join(args.workdir, "metrics.jsonl"), "a")
+    tb = SummaryWriter(os.path.join(args.workdir, "tb")) if jax.process_index() == 0 else None
     bad_in_row, t_last, status = 0, time.perf_counter(), 0
     clips = cfg.train.batch_size
     it = iter(loader)
@@ -154,6 +157,11 @@ def main(argv=None) -> int:
                        "clips": np.asarray(batch["index"]).tolist(), **m}  # clip indices: resumes are checkable
                 log.write(json.dumps(row) + "\n")
                 log.flush()
+                if tb is not None:
+                    for k, v in row.items():
+                        if k not in ("step", "clips"):
+                            tb.add_scalar(f"{args.stage}/{k}", v, step + 1)
+                    tb.flush()
                 bar.set_postfix(loss=f"{m['loss']:.4f}", clips_s=f"{rate:.2f}", skipped=int(state["skipped"]))
             bar.update(1)
             if (step + 1) % cfg.train.checkpoint_every == 0:
@@ -165,6 +173,8 @@ def main(argv=None) -> int:
     ckpt.close()
     loader.close()
     log.close()
+    if tb is not None:
+        tb.close()
     if (status == 0 and final >= cfg.train.steps) or args.export:
         export = args.export or os.path.join(args.workdir, "export")
         groups = {**{k: v for k, v in frozen.items() if not k.startswith("teacher_")}, **state["ema"]}
