@@ -52,6 +52,13 @@ def model_from_groups(cfg, groups):
     return model
 
 
+def to_host(x) -> np.ndarray:
+    """The whole of a (possibly sharded) array on this host; on several hosts every process gathers."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(x) if x.is_fully_addressable else np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 # Fields that change what the weights mean without changing their shapes.
 _SAME_SHAPE_FIELDS = {"reae": ("time_strides", "spatial_strides", "pixel_shuffle"), "model": ("patch", "rope_theta")}
 
@@ -108,8 +115,10 @@ def main(argv=None) -> int:
         return 2
 
     os.makedirs(args.workdir, exist_ok=True)
-    with open(os.path.join(args.workdir, "config.json"), "w") as f:
-        json.dump({"stage": args.stage, "init": args.init, "config": trainer.cfg.to_dict()}, f, indent=2)
+    lead = jax.process_index() == 0  # on several hosts one process writes the logs and the export
+    if lead:
+        with open(os.path.join(args.workdir, "config.json"), "w") as f:
+            json.dump({"stage": args.stage, "init": args.init, "config": trainer.cfg.to_dict()}, f, indent=2)
     ckpt = Checkpointer(args.workdir, keep=cfg.train.keep_checkpoints)
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
                             trainer.state_shardings)
@@ -131,8 +140,8 @@ def main(argv=None) -> int:
         except NonFiniteError as e:
             print(f"swiftvr-train: not saving step {step}: {e}", file=sys.stderr)
 
-    log = open(os.path.join(args.workdir, "metrics.jsonl"), "a")
-    tb = SummaryWriter(os.path.join(args.workdir, "tb")) if jax.process_index() == 0 else None
+    log = open(os.path.join(args.workdir, "metrics.jsonl"), "a") if lead else None
+    tb = SummaryWriter(os.path.join(args.workdir, "tb")) if lead else None
     bad_in_row, t_last, status = 0, time.perf_counter(), 0
     clips = cfg.train.batch_size
     it = iter(loader)
@@ -154,10 +163,10 @@ def main(argv=None) -> int:
                 t_last = now
                 row = {"step": step + 1, "wall_s": round(wall_before + now - t_run, 1), "clips_per_s": rate,
                        "skipped": int(state["skipped"]),
-                       "clips": np.asarray(batch["index"]).tolist(), **m}  # clip indices: resumes are checkable
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                if tb is not None:
+                       "clips": to_host(batch["index"]).tolist(), **m}  # clip indices: resumes are checkable
+                if lead:
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
                     for k, v in row.items():
                         if k not in ("step", "clips"):
                             tb.add_scalar(f"{args.stage}/{k}", v, step + 1)
@@ -172,15 +181,17 @@ def main(argv=None) -> int:
     ckpt.wait()
     ckpt.close()
     loader.close()
-    log.close()
-    if tb is not None:
+    if lead:
+        log.close()
         tb.close()
     if (status == 0 and final >= cfg.train.steps) or args.export:
         export = args.export or os.path.join(args.workdir, "export")
         groups = {**{k: v for k, v in frozen.items() if not k.startswith("teacher_")}, **state["ema"]}
-        save_pretrained(model_from_groups(trainer.cfg if args.stage != "teacher" else cfg, groups), cfg, export,
-                        dtype=args.export_dtype)
-        print(f"exported EMA weights to {export}", file=sys.stderr)
+        groups = jax.tree.map(to_host, groups)
+        if lead:
+            save_pretrained(model_from_groups(trainer.cfg if args.stage != "teacher" else cfg, groups), cfg, export,
+                            dtype=args.export_dtype)
+            print(f"exported EMA weights to {export}", file=sys.stderr)
     return status
 
 
