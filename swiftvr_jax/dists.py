@@ -76,26 +76,8 @@ def load_dists(path: str) -> DISTS:
         f = SafetensorsFile(path)
     except ConvertError as e:
         raise DISTSWeightsError(str(e)) from None
-    want = expected_shapes()
-    missing, unknown = sorted(set(want) - set(f)), sorted(set(f) - set(want))
-    if missing or unknown:
-        raise DISTSWeightsError(f"{path}: not a DISTS file: {len(missing)} missing tensors "
-                                f"(e.g. {missing[:3]}) and {len(unknown)} unknown (e.g. {unknown[:3]})")
-    for k, shape in want.items():
-        if f.shape(k) != shape:
-            raise DISTSWeightsError(f"{path}: tensor {k} has shape {f.shape(k)}, DISTS needs {shape}")
-    params = {}
-    for k in want:
-        try:
-            a = np.asarray(f[k], np.float32)
-        except ConvertError as e:
-            raise DISTSWeightsError(f"{e} (write the file in float32)") from None
-        if k in ("alpha", "beta"):
-            params[k] = a.reshape(-1)  # [1475]
-        elif a.ndim == 4:
-            params[k] = np.ascontiguousarray(a.transpose(2, 3, 1, 0))  # OIHW -> HWIO
-        else:
-            params[k] = a
+    params = lpips.read_torch_tensors(f, path, expected_shapes(), "DISTS", DISTSWeightsError,
+                                      vector=lambda k: k in ("alpha", "beta"))  # alpha/beta [1475]
     return DISTS(params)
 
 

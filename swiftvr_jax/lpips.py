@@ -36,6 +36,7 @@ Without a file, training uses the documented substitute `losses.gradient_loss` i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,34 @@ class LPIPS:
         return lpips_distance(self.net, self.params, x, y)
 
 
+def read_torch_tensors(f, path: str, want: dict[str, tuple[int, ...]], what: str, error: type[Exception],
+                       vector: Callable[[str], bool]) -> dict[str, np.ndarray]:
+    """Exactly the tensors `want` {key: torch shape} of an open SafetensorsFile as float32 in JAX
+    layouts: conv kernels OIHW -> HWIO, `vector(key)` tensors flattened. Raises `error`, one line."""
+    from swiftvr_jax.convert import ConvertError
+
+    missing, unknown = sorted(set(want) - set(f)), sorted(set(f) - set(want))
+    if missing or unknown:
+        raise error(f"{path}: does not hold the {what} tensors: {len(missing)} missing "
+                    f"(e.g. {missing[:3]}) and {len(unknown)} unknown (e.g. {unknown[:3]})")
+    for k, shape in want.items():
+        if f.shape(k) != shape:
+            raise error(f"{path}: tensor {k} has shape {f.shape(k)}, {what} needs {shape}")
+    params = {}
+    for k in want:
+        try:
+            a = np.asarray(f[k], np.float32)
+        except ConvertError as e:
+            raise error(f"{e} (write the file in float32)") from None
+        if vector(k):
+            params[k] = a.reshape(-1)
+        elif a.ndim == 4:
+            params[k] = np.ascontiguousarray(a.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+        else:
+            params[k] = a
+    return params
+
+
 def load_lpips(path: str | None, net: str | None = None) -> LPIPS:
     """Read an LPIPS safetensors file (format in the module docstring), strictly.
 
@@ -128,26 +157,8 @@ def load_lpips(path: str | None, net: str | None = None) -> LPIPS:
     net = net or f.metadata.get("net")
     if net not in NETS:
         raise LPIPSWeightsError(f"{path}: LPIPS net {net!r} unknown; set metadata net=alex|vgg when writing the file")
-    want = expected_shapes(net)
-    missing, unknown = sorted(set(want) - set(f)), sorted(set(f) - set(want))
-    if missing or unknown:
-        raise LPIPSWeightsError(f"{path}: not an LPIPS-{net} file: {len(missing)} missing tensors "
-                                f"(e.g. {missing[:3]}) and {len(unknown)} unknown (e.g. {unknown[:3]})")
-    for k, shape in want.items():
-        if f.shape(k) != shape:
-            raise LPIPSWeightsError(f"{path}: tensor {k} has shape {f.shape(k)}, LPIPS-{net} needs {shape}")
-    params = {}
-    for k in want:
-        try:
-            a = np.asarray(f[k], np.float32)
-        except ConvertError as e:
-            raise LPIPSWeightsError(f"{e} (write the file in float32)") from None
-        if k.startswith("lin"):
-            params[k] = a.reshape(-1)  # [C]
-        elif a.ndim == 4:
-            params[k] = np.ascontiguousarray(a.transpose(2, 3, 1, 0))  # OIHW -> HWIO
-        else:
-            params[k] = a
+    params = read_torch_tensors(f, path, expected_shapes(net), f"LPIPS-{net}", LPIPSWeightsError,
+                                vector=lambda k: k.startswith("lin"))
     return LPIPS(net, params)
 
 

@@ -4,27 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from flax import nnx
 from PIL import Image
 
 from infer import demo, evaluate
 from swiftvr_jax import baselines, data, metrics, pipeline, video_io
-from swiftvr_jax.config import get_config
 from swiftvr_jax.degrade import degrade_named
-from swiftvr_jax.models.swiftvr import SwiftVR, save_pretrained
 
 FRAMES, SEED = 5, 3
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A tiny random model as a weight directory, float16 like the default; made once per session
-    (test_demo.py and test_quality.py share it: building the model takes most of the time)."""
-    path = tmp_path_factory.getbasetemp() / "tiny_weights"
-    if not (path / "model.safetensors").exists():
-        cfg = get_config("tiny")
-        save_pretrained(SwiftVR(cfg, rngs=nnx.Rngs(0)), cfg, str(path), dtype="float16")
-    return str(path)
 
 
 def _independent_lq(gt, seed):

@@ -102,7 +102,7 @@ def test_lpips_file_is_checked_strictly(tmp_path):
     with pytest.raises(lpips.LPIPSWeightsError, match=r"features\.3\.weight has shape"):
         lpips.load_lpips(path)
     path, _ = _random_file(tmp_path, "alex")
-    with pytest.raises(lpips.LPIPSWeightsError, match="not an LPIPS-vgg"):
+    with pytest.raises(lpips.LPIPSWeightsError, match="does not hold the LPIPS-vgg tensors"):
         lpips.load_lpips(path, net="vgg")
     bad = tmp_path / "junk.safetensors"
     bad.write_bytes(b"not a safetensors file")
