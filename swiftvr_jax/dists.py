@@ -96,11 +96,7 @@ def stages(params, x):
     feats, h = [x], (x - _MEAN) / _STD
     for op in _VGG:
         if op[0] == "conv":
-            _, i, _, _, _, stride, pad = op
-            h = jax.lax.conv_general_dilated(h, params[f"features.{i}.weight"], (stride, stride),
-                                             ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                             precision=jax.lax.Precision.HIGHEST)
-            h = jax.nn.relu(h + params[f"features.{i}.bias"])
+            h = lpips.conv_relu(params, op, h)
         elif op[0] == "pool":
             h = l2_pool(h)
         else:

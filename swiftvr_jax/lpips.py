@@ -162,16 +162,20 @@ def load_lpips(path: str | None, net: str | None = None) -> LPIPS:
     return LPIPS(net, params)
 
 
+def conv_relu(params, op, x):
+    """One torchvision backbone conv + ReLU, op = ("conv", index, c_in, c_out, kernel, stride, pad); NHWC."""
+    _, i, _, _, _, stride, pad = op
+    x = jax.lax.conv_general_dilated(x, params[f"features.{i}.weight"], (stride, stride), ((pad, pad), (pad, pad)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
+    return jax.nn.relu(x + params[f"features.{i}.bias"])
+
+
 def _features(net: str, params, x):
     """The five tapped ReLU outputs of the backbone for x [N, H, W, 3] (already scaled)."""
     feats = []
     for op in NETS[net]:
         if op[0] == "conv":
-            _, i, _, _, _, stride, pad = op
-            x = jax.lax.conv_general_dilated(x, params[f"features.{i}.weight"], (stride, stride),
-                                             ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                             precision=jax.lax.Precision.HIGHEST)
-            x = jax.nn.relu(x + params[f"features.{i}.bias"])
+            x = conv_relu(params, op, x)
         elif op[0] == "pool":
             _, k, s = op
             x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, s, s, 1), "VALID")
