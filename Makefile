@@ -37,8 +37,14 @@ bench: $(STAMP)
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
 # bundled data with the "light" degradation, 4 stages. Every stage resumes from its checkpoints in
 # RUNS, so interrupting and re-running `make train-default` continues where it stopped.
-RUNS ?= runs/default
-DEFAULT_SET := --preset small --set reae.spatial_strides=1,2,2 --set data.degradation=light --set train.seed=0
+# `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
+# its weights stay in runs/default-16x).
+VARIANT ?= 8x
+REAE_8x := --set reae.spatial_strides=1,2,2
+RUNS_8x := runs/default
+RUNS_16x := runs/default-16x
+RUNS ?= $(RUNS_$(VARIANT))
+DEFAULT_SET := --preset small $(REAE_$(VARIANT)) --set data.degradation=light --set train.seed=0
 TRAIN := $(BIN)/python -m train.train
 train-default: $(STAMP)
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
@@ -49,8 +55,8 @@ train-default: $(STAMP)
 		--set train.lr=1e-4 --set train.checkpoint_every=250
 	$(TRAIN) --stage finetune $(DEFAULT_SET) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 1500 \
 		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.checkpoint_every=100 --export-dtype float16
-	mkdir -p swiftvr_jax/weights/default
-	cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/
+	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
+		cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
