@@ -82,7 +82,8 @@ class Checkpointer:
 
     def __init__(self, workdir: str | os.PathLike, keep: int = 3, async_save: bool = True):
         assert keep >= 1, keep
-        self.directory = os.path.join(os.fspath(workdir), "checkpoints")
+        # Orbax's OCDBT writer refuses relative paths, and only when the first save runs.
+        self.directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             enable_async_checkpointing=async_save,

@@ -103,6 +103,18 @@ def test_keeps_last_n_and_nothing_to_resume(tmp_path):
     _assert_same(restored, jax.tree.map(lambda x: x + 30, state))
 
 
+def test_relative_workdir(tmp_path, monkeypatch):
+    """A workdir given relative to the current folder (as in the README's commands) saves and restores."""
+    monkeypatch.chdir(tmp_path)
+    state = _train_state()
+    with Checkpointer("runs/rel") as ckpt:
+        ckpt.save(5, state, META)
+        ckpt.wait()
+        step, restored, meta = ckpt.restore(_on_one_device(state))
+    assert step == 5 and meta == META and (tmp_path / "runs" / "rel" / "checkpoints" / "5").is_dir()
+    _assert_same(restored, state)
+
+
 @pytest.mark.parametrize("bad", [jnp.nan, jnp.inf, -jnp.inf])
 def test_non_finite_state_is_never_written(tmp_path, bad):
     state = _train_state()
