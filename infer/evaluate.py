@@ -96,7 +96,7 @@ def make_lq(gt: np.ndarray, name: str, seed: int) -> tuple[np.ndarray, dict]:
     return np.clip(np.round(lq * 255.0), 0, 255).astype(np.uint8), params
 
 
-def _mod_crop(frames: np.ndarray, scale: int) -> np.ndarray:
+def mod_crop(frames: np.ndarray, scale: int) -> np.ndarray:
     h, w = frames.shape[1:3]
     return frames[:, : h - h % scale, : w - w % scale]
 
@@ -306,7 +306,7 @@ def evaluate_clip(args, name, gt_path, lq_path, restore, score_clip) -> tuple[di
     frames = read_clip(gt_path, args.max_frames)
     gt, degradation, seed = None, None, None
     if args.degrade:
-        gt = _mod_crop(frames, args.scale)
+        gt = mod_crop(frames, args.scale)
         seed = clip_seed(args.seed, name)
         lq, degradation = make_lq(gt, args.degrade, seed)
     elif args.lq:
@@ -360,7 +360,7 @@ def write_comparisons(args, name, clip, baseline) -> list[str]:
     return paths
 
 
-def _fmt(value, metric) -> str:
+def format_metric(value, metric) -> str:
     return "n/a" if value is None else format(value, METRIC_FORMAT[metric])
 
 
@@ -371,10 +371,11 @@ def markdown_table(args, rows: list[dict], means: dict, unavailable: dict) -> st
              f" ({'--degrade ' + args.degrade if args.degrade else '--lq' if args.lq else 'unpaired'}, x{args.scale})",
              "", "| " + " | ".join(cols) + " |", "|" + "|".join("---" if c == "clip" else "---:" for c in cols) + "|"]
     for r in rows:
-        cells = [r["clip"], str(r["frames"]), *(_fmt(r["metrics"][m], m) for m in args.metrics), f"{r['fps']:.2f}"]
+        cells = [r["clip"], str(r["frames"]), *(format_metric(r["metrics"][m], m) for m in args.metrics),
+                 f"{r['fps']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     frames, seconds = sum(r["frames"] for r in rows), sum(r["seconds"] for r in rows)
-    cells = ["**mean**", str(frames), *(_fmt(means[m], m) for m in args.metrics),
+    cells = ["**mean**", str(frames), *(format_metric(means[m], m) for m in args.metrics),
              f"{frames / seconds:.2f}" if rows else "n/a"]
     lines.append("| " + " | ".join(cells) + " |")
     if unavailable:
@@ -382,7 +383,7 @@ def markdown_table(args, rows: list[dict], means: dict, unavailable: dict) -> st
     return "\n".join(lines) + "\n"
 
 
-def _environment() -> dict:
+def environment() -> dict:
     import jax
 
     return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
@@ -420,7 +421,7 @@ def main(argv=None) -> int:
             continue
         rows.append(row)
         first = args.metrics[0]
-        bar.set_postfix({first: _fmt(row["metrics"][first], first), "fps": f"{row['fps']:.1f}"})
+        bar.set_postfix({first: format_metric(row["metrics"][first], first), "fps": f"{row['fps']:.1f}"})
     bar.close()
 
     means = {m: _mean([r["metrics"][m] for r in rows]) for m in args.metrics}
@@ -435,9 +436,9 @@ def main(argv=None) -> int:
                "dataset": {"kind": "degrade" if args.degrade else "lq" if args.lq else "unpaired",
                            "clips": len(pairs), "evaluated": len(rows), "frames": sum(r["frames"] for r in rows)},
                "mean_over_clips": means, "unavailable": unavailable, "clips": rows, "failed": failed,
-               "comparison_images": [os.path.relpath(p, args.out) for p in images], "environment": _environment()}
+               "comparison_images": [os.path.relpath(p, args.out) for p in images], "environment": environment()}
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=_json_default)
+        json.dump(summary, f, indent=2, default=json_default)
     table = markdown_table(args, rows, means, unavailable)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(table)
@@ -449,7 +450,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _json_default(obj):
+def json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

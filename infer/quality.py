@@ -190,7 +190,8 @@ def markdown(args, rows: list[dict], checks: list[dict], unavailable: dict) -> s
     cols = [*args.metrics, "fps"]
 
     def cells(r):
-        return [evaluate._fmt(r[m], m) for m in args.metrics] + ["n/a" if r["fps"] is None else f"{r['fps']:.2f}"]
+        fps = "n/a" if r["fps"] is None else f"{r['fps']:.2f}"
+        return [evaluate.format_metric(r[m], m) for m in args.metrics] + [fps]
 
     def header(first):
         align = ["---"] * len(first) + ["---:"] * len(cols)
@@ -207,7 +208,7 @@ def markdown(args, rows: list[dict], checks: list[dict], unavailable: dict) -> s
         lines.append("| " + " | ".join([name, "**mean**" if bold else r["clip"], str(r["frames"]), *cells(r)]) + " |")
     lines += ["", "Bar (issue 8):", "", *(f"- {check_line(c)}" for c in checks), "",
               "fps: the method alone, JIT compilation included (first clip of each size), on "
-              f"{evaluate._environment()['backend']}."]
+              f"{evaluate.environment()['backend']}."]
     if unavailable:
         lines += ["", "Not available:", "", *(f"- {what}: {why}" for what, why in unavailable.items())]
     return "\n".join(lines) + "\n"
@@ -252,9 +253,9 @@ def main(argv=None) -> int:
               "unavailable": unavailable, "failed": failed,
               "seeds": {c: evaluate.clip_seed(args.seed, c) for c in args.clips},
               "runs": {m: os.path.relpath(os.path.join(args.out, m), args.out) for m in summaries},
-              "environment": evaluate._environment()}
+              "environment": evaluate.environment()}
     with open(os.path.join(args.out, "quality.json"), "w") as f:
-        json.dump(report, f, indent=2, default=evaluate._json_default)
+        json.dump(report, f, indent=2, default=evaluate.json_default)
     text = markdown(args, rows, checks, unavailable)
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write(text)

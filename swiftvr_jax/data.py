@@ -789,8 +789,8 @@ def make_loader(cfg: DataConfig, *, split: str, clip_frames: int, hq_size: int, 
 
 
 __all__ = [
-    "BUNDLED", "HELDOUT", "CLIP_KINDS", "IMAGE_EXTS", "SOURCE_KINDS", "SPLITS", "VIDEO_EXTS", "Clip", "ClipDataset",
-    "ClipLoader", "DataConfig", "DataError", "bundled_sources", "camera_matrices",
-    "clip_split", "collate", "heldout_clips", "load_clips", "make_loader", "process_rows", "read_frames", "render_camera_path",
-    "sample_camera_path", "scan_sources", "select_clips",
+    "BUNDLED", "CLIP_KINDS", "HELDOUT", "IMAGE_EXTS", "SOURCE_KINDS", "SPLITS", "VIDEO_EXTS", "Clip",
+    "ClipDataset", "ClipLoader", "DataConfig", "DataError", "bundled_sources", "camera_matrices",
+    "clip_split", "collate", "heldout_clips", "load_clips", "make_loader", "process_rows", "read_frames",
+    "render_camera_path", "sample_camera_path", "scan_sources", "select_clips",
 ]

@@ -40,7 +40,8 @@ def test_two_processes_equal_one(tmp_path):
     outs = [p.communicate(timeout=900) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
 
-    rows = {k: [json.loads(l) for l in (tmp_path / k / "metrics.jsonl").read_text().splitlines()] for k in ("one", "two")}
+    rows = {k: [json.loads(line) for line in (tmp_path / k / "metrics.jsonl").read_text().splitlines()]
+            for k in ("one", "two")}
     assert [r["step"] for r in rows["two"]] == [1, 2]  # only the lead process logs
     assert [r["clips"] for r in rows["one"]] == [r["clips"] for r in rows["two"]]  # each host loaded its share
     np.testing.assert_allclose([r["loss"] for r in rows["two"]], [r["loss"] for r in rows["one"]], rtol=1e-5)
