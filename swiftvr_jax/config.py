@@ -83,6 +83,10 @@ class ReAEConfig:
     spatial_strides: tuple[int, ...] = (2, 2, 2)
     blocks_per_stage: int = 3
     pixel_shuffle: int = 2
+    # The decoder predicts a correction added to the pixels the stream was encoded from (the
+    # bilinearly upsampled LQ frames, delayed by the decoder's lag), as most VSR networks add the
+    # upsampled input. Off for the official architecture; on for the project's small default model.
+    residual: bool = False
 
     def __post_init__(self):
         n = len(self.time_strides)

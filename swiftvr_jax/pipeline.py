@@ -169,7 +169,7 @@ class StreamSession:
             self._enc, self._dec = pipe.init_states(out_hw)
         timer = _Timer(self.profile)
 
-        z, self._enc = pipe.encode_step(pipe.reae_state, self._enc, x, out_hw=out_hw)
+        z, self._enc, x_up = pipe.encode_step(pipe.reae_state, self._enc, x, out_hw=out_hw)
         timer.mark(z, self.timings["encode"])
         t_offset = self._t_offset
         if chunk.kind == ChunkType.LAST:
@@ -185,7 +185,7 @@ class StreamSession:
             z_hq = z_hq[:, z_hq.shape[1] - k:]
             z_hq = jnp.concatenate([z_hq, jnp.repeat(z_hq[:, -1:], z.shape[1] - k, axis=1)], axis=1)
         trim = self._to_trim
-        frames, self._dec = pipe.decode_step(pipe.reae_state, self._dec, z_hq, out_hw=out_hw, trim=trim)
+        frames, self._dec = pipe.decode_step(pipe.reae_state, self._dec, z_hq, x_up, out_hw=out_hw, trim=trim)
         timer.mark(frames, self.timings["decode"])
         self._to_trim = 0
         self._prev_z = z
@@ -233,6 +233,7 @@ class SwiftVRPipeline:
         reae_graph, self.reae_state = nnx.split(model.reae)
         dit_graph, self.dit_state = nnx.split(model.dit)
         timestep = cfg.stream.timestep
+        residual = cfg.reae.residual  # the decoder adds its output to the upsampled input (x_up)
 
         @functools.partial(jax.jit, static_argnames=("out_hw",), donate_argnums=(1,))
         def encode_step(params, enc_state, frames, *, out_hw):
@@ -242,7 +243,8 @@ class SwiftVRPipeline:
             x = jax.image.resize(x, (b, t, *out_hw, 3), "bilinear")
             ph, pw = padded_size(*out_hw, self.pad_multiple)
             x = jnp.pad(x, ((0, 0), (0, 0), (0, ph - out_hw[0]), (0, pw - out_hw[1]), (0, 0)))
-            return reae.encode(x, enc_state)
+            z, enc_state = reae.encode(x, enc_state)
+            return z, enc_state, (x if residual else None)
 
         @jax.jit
         def dit_step(params, z, cross_kv, t_offset):
@@ -250,9 +252,9 @@ class SwiftVRPipeline:
             return (z - dit(z, timestep, cross_kv=cross_kv, t_offset=t_offset)).astype(z.dtype)
 
         @functools.partial(jax.jit, static_argnames=("out_hw", "trim"), donate_argnums=(1,))
-        def decode_step(params, dec_state, z, *, out_hw, trim):
+        def decode_step(params, dec_state, z, x_up, *, out_hw, trim):
             reae = nnx.merge(reae_graph, params)
-            x, dec_state = reae.decode(z, dec_state)
+            x, dec_state = reae.decode(z, dec_state, x_up)
             x = x[:, trim:, : out_hw[0], : out_hw[1]]
             return jnp.round(x * 255.0).astype(jnp.uint8), dec_state
 

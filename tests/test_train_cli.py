@@ -60,3 +60,21 @@ def test_resume_gives_identical_weights_and_batches(tmp_path):
 def test_later_stage_needs_init(tmp_path, capsys):
     assert main(["--stage", "teacher", "--workdir", str(tmp_path / "t"), *COMMON]) == 2
     assert "--init" in capsys.readouterr().err
+
+
+def test_plain_init_becomes_a_residual_reae_with_zero_correction():
+    import pytest
+    from flax import nnx
+
+    from swiftvr_jax.config import ConfigError, get_config
+    from swiftvr_jax.models.swiftvr import SwiftVR
+    from train.train import make_residual
+
+    plain, residual = get_config("tiny"), get_config("tiny", ["reae.residual=true"])
+    model = SwiftVR(plain, rngs=nnx.Rngs(0))
+    assert not make_residual(model, plain, plain, "x")
+    assert float(np.abs(model.reae.dec_out.bias[...]).max()) > 0  # plain init: mid-grey bias
+    assert make_residual(model, plain, residual, "x")
+    assert not np.any(model.reae.dec_out.kernel[...]) and not np.any(model.reae.dec_out.bias[...])
+    with pytest.raises(ConfigError, match="residual"):
+        make_residual(model, residual, plain, "x")

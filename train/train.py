@@ -76,6 +76,24 @@ def check_init_matches(init_cfg, cfg, path: str) -> None:
                                   f"{b}; pass --set {section}.{name}={text}")
 
 
+def make_residual(init_model, init_cfg, cfg, path: str) -> bool:
+    """Turn a plain ReAE from --init into a residual one (zero correction: the last conv zeroed).
+
+    Returns whether it did; a residual ReAE cannot go back to being a plain one.
+    """
+    from swiftvr_jax.config import ConfigError
+
+    if init_cfg.reae.residual == cfg.reae.residual:
+        return False
+    if init_cfg.reae.residual:
+        raise ConfigError(f"--init {path} has a residual ReAE (reae.residual=true) but this run has a plain one; "
+                          f"pass --set reae.residual=true")
+    conv = init_model.reae.dec_out
+    conv.kernel[...] = 0.0 * conv.kernel[...]
+    conv.bias[...] = 0.0 * conv.bias[...]
+    return True
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from tensorboardX import SummaryWriter
@@ -102,6 +120,9 @@ def main(argv=None) -> int:
         if args.init:
             init_model, init_cfg = load_pretrained(args.init, mesh=mesh)
             check_init_matches(init_cfg, cfg, args.init)
+            if make_residual(init_model, init_cfg, cfg, args.init):
+                print("swiftvr-train: --init has a plain ReAE; its decoder now adds a zero correction to the "
+                      "upsampled input (reae.residual=true)", file=sys.stderr)
             groups = param_groups(init_model)
         else:
             groups = trainer.random_groups(cfg.train.seed)

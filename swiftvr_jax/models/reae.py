@@ -9,6 +9,10 @@ state pytree of fixed shapes (a tuple per stage of `[B, h, w, c]` arrays, zeros 
 "no frame seen yet"), passed into `encode`/`decode` and returned updated, so any chunking
 of a stream gives the same result as the whole clip and a jitted step never recompiles.
 
+With `residual=True` (not in the official model) `decode` adds its output to the pixels the
+latents came from, `inputs`, delayed by the decoder's lag of `frames_to_trim` frames; the
+decoder state then also holds the last `frames_to_trim` input frames.
+
 Channel orders follow the official PyTorch release so its checkpoint converts directly:
 pixel (un)shuffle uses index `c*r*r + i*r + j`, TPool concatenates frames frame-major
 (`k*C + c`), and a MemBlock's first conv sees `concat[x_t, x_{t-1}]`.
@@ -185,9 +189,10 @@ class ReAE(nnx.Module):
         self.dec_stages = nnx.List([
             DecoderStage(w[i], w[i + 1], ts, ss, n, dtype=dtype, rngs=rngs)
             for i, (ts, ss) in enumerate(zip(cfg.time_strides[::-1], cfg.spatial_strides[::-1]))])
-        # Mid-grey bias: an untrained decoder then sits inside the [0, 1] clip and gets gradients.
-        self.dec_out = _conv3x3(w[-1], 3 * r * r, bias_init=nnx.initializers.constant(0.5), dtype=dtype,
-                                rngs=rngs)
+        # Mid-grey bias (zero for a residual decoder): an untrained decoder then sits inside the
+        # [0, 1] clip and gets gradients.
+        self.dec_out = _conv3x3(w[-1], 3 * r * r, bias_init=nnx.initializers.constant(0.0 if cfg.residual else 0.5),
+                                dtype=dtype, rngs=rngs)
 
     @property
     def time_factor(self) -> int:
@@ -218,6 +223,9 @@ class ReAE(nnx.Module):
         for c, s in zip(self.cfg.dec_widths, self.cfg.spatial_strides[::-1]):
             shapes.append([(batch, h, w, c)] * self.cfg.blocks_per_stage)
             h, w = h * s, w * s
+        if self.cfg.residual:  # the last frames_to_trim input frames, for the delayed skip
+            f = self.space_factor
+            shapes.append([(batch, self.frames_to_trim, latent_h * f, latent_w * f, 3)])
         return shapes
 
     def _check_size(self, height: int, width: int) -> None:
@@ -272,12 +280,16 @@ class ReAE(nnx.Module):
             new_state.append(pasts)
         return self.enc_out(x), tuple(new_state)
 
-    def decode(self, z: jax.Array, state: ReAEState) -> tuple[jax.Array, ReAEState]:
+    def decode(self, z: jax.Array, state: ReAEState, inputs: jax.Array | None = None) -> tuple[jax.Array, ReAEState]:
         """Decode one chunk of latents, carrying memory from the previous chunk.
 
         Args:
           z: `[B, t, h, w, latent_channels]` latents.
           state: from `init_decoder_state(B, h, w)` or the previous `decode`.
+          inputs: residual ReAE only (and required there): `[B, t*time_factor, H, W, 3]` pixels in
+             [0, 1] that this chunk's output corrects, frame-aligned with the encoder input the
+             latents came from (the upsampled LQ in the pipeline); output frame i adds inputs
+             frame i - frames_to_trim, continuing across chunks through the state.
         Returns:
           pixels `[B, t*time_factor, h*space_factor, w*space_factor, 3]` in [0, 1] (the first
           `frames_to_trim` frames of a stream's first decode are warm-up; the caller drops them)
@@ -286,16 +298,28 @@ class ReAE(nnx.Module):
         if z.ndim != 5 or z.shape[-1] != self.cfg.latent_channels:
             raise ValueError(f"ReAE.decode: expected [B, t, h, w, {self.cfg.latent_channels}] latents, "
                              f"got shape {z.shape}")
-        b, _, h, w, _ = z.shape
+        b, t, h, w, _ = z.shape
         self._check_state(state, self._decoder_state_shapes(b, h, w), "decode", "init_decoder_state")
+        if self.cfg.residual:
+            expected = (b, t * self.time_factor, h * self.space_factor, w * self.space_factor, 3)
+            if inputs is None or tuple(inputs.shape) != expected:
+                raise ValueError(f"ReAE.decode: a residual ReAE needs `inputs` of shape {expected} (the pixels "
+                                 f"the latents were encoded from), got "
+                                 f"{None if inputs is None else tuple(inputs.shape)}")
+            # The lag-frame delay line: skip frame i is inputs frame i - lag (from the state before 0).
+            line = jnp.concatenate([state[-1][0], inputs.astype(self.dtype)], axis=1)
+            skip, tail = line[:, :expected[1]], line[:, expected[1]:]
         x = 3.0 * jnp.tanh(z.astype(self.dtype) / 3.0)  # soft clamp to (-3, 3)
         x = jax.nn.relu(self.dec_in(x))
         new_state = []
         for stage, pasts in zip(self.dec_stages, state):
             x, pasts = stage(x, pasts)
             new_state.append(pasts)
-        x = jnp.clip(self.dec_out(jax.nn.relu(x)), 0.0, 1.0)
-        return pixel_shuffle(x, self.cfg.pixel_shuffle), tuple(new_state)
+        x = pixel_shuffle(self.dec_out(jax.nn.relu(x)), self.cfg.pixel_shuffle)
+        if self.cfg.residual:
+            x = x + skip
+            new_state.append((tail,))
+        return jnp.clip(x, 0.0, 1.0), tuple(new_state)
 
 
 def param_count(model: nnx.Module) -> int:

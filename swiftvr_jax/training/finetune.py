@@ -178,11 +178,13 @@ class FinetuneTrainer(ShardedStep):
         """G on a whole clip: LQ [B, T, h, w, 3] -> restored [B, T, H, W, 3] (frame i shows input i - lag)."""
         reae = nnx.merge(self.graphs["reae"], params["reae"])
         dit = nnx.merge(self.graphs["dit"], params["dit"])
-        z = _encode_clip(reae, _upsample(lq.astype(jnp.float32), hw))
+        x = _upsample(lq.astype(jnp.float32), hw)
+        z = _encode_clip(reae, x)
         t = jnp.full((z.shape[0],), self.cfg.stream.timestep, jnp.float32)
         z_hq = z - dit(z, t, params["text"])
         b, _, h, w, _ = z_hq.shape
-        return reae.decode(z_hq, reae.init_decoder_state(b, h, w))[0], reae.frames_to_trim
+        skip = x if reae.cfg.residual else None
+        return reae.decode(z_hq, reae.init_decoder_state(b, h, w), skip)[0], reae.frames_to_trim
 
     def perceptual(self, frozen, pred, target):
         """LPIPS over all frames when loaded, else the gradient substitute."""

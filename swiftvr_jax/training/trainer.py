@@ -180,7 +180,8 @@ class Trainer(ShardedStep):
         if self.stage == "reae":
             z = _encode_clip(reae, hq)
             b, _, h, w, _ = z.shape
-            recon, _ = reae.decode(z, reae.init_decoder_state(b, h, w))
+            lq_up = _upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4]) if reae.cfg.residual else None
+            recon, _ = reae.decode(z, reae.init_decoder_state(b, h, w), lq_up)
             lag = reae.frames_to_trim  # decoded frame i shows input frame i - lag
             pred, target = recon[:, lag:], hq[:, : hq.shape[1] - lag]
             terms = {"l1": losses.l1(pred, target), "perceptual": losses.gradient_loss(pred, target),
