@@ -35,8 +35,10 @@ bench: $(STAMP)
 		--set model.num_heads=2 --set model.dim=128 --set model.ffn_dim=512 --resolutions 1080p,1440p --out bench_out
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, 4 stages. Every stage resumes from its checkpoints in
-# RUNS, so interrupting and re-running `make train-default` continues where it stopped.
+# bundled data with the "light" degradation, in 5 runs: a plain ReAE, then the same ReAE made residual
+# (its decoder corrects the upsampled input), the flow teacher, the MFSWA student and the joint
+# fine-tuning. Every run resumes from its checkpoints in RUNS, so interrupting and re-running
+# `make train-default` continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
 # its weights stay in runs/default-16x).
 VARIANT ?= 8x
@@ -45,16 +47,20 @@ RUNS_8x := runs/default
 RUNS_16x := runs/default-16x
 RUNS ?= $(RUNS_$(VARIANT))
 DEFAULT_SET := --preset small $(REAE_$(VARIANT)) --set data.degradation=light --set train.seed=0
+RESIDUAL := $(DEFAULT_SET) --set reae.residual=true
 TRAIN := $(BIN)/python -m train.train
 train-default: $(STAMP)
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
-	$(TRAIN) --stage teacher  $(DEFAULT_SET) --workdir $(RUNS)/teacher --init $(RUNS)/reae/export --steps 1500 \
+	$(TRAIN) --stage reae     $(RESIDUAL) --workdir $(RUNS)/reae-residual --init $(RUNS)/reae/export --steps 1500 \
+		--set train.lr=5e-4 --set train.hq_size=64 --set train.batch_size=8 --set train.checkpoint_every=250
+	$(TRAIN) --stage teacher  $(RESIDUAL) --workdir $(RUNS)/teacher --init $(RUNS)/reae-residual/export --steps 1000 \
 		--set train.lr=2e-4 --set train.checkpoint_every=250
-	$(TRAIN) --stage distill  $(DEFAULT_SET) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 500 \
-		--set train.lr=1e-4 --set train.checkpoint_every=250
-	$(TRAIN) --stage finetune $(DEFAULT_SET) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 1500 \
-		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.checkpoint_every=100 --export-dtype float16
+	$(TRAIN) --stage distill  $(RESIDUAL) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 400 \
+		--set train.lr=1e-4 --set train.checkpoint_every=200
+	$(TRAIN) --stage finetune $(RESIDUAL) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 700 \
+		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
+		--export-dtype float16
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
 		cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/; fi
 
