@@ -58,7 +58,7 @@ train-default: $(STAMP)
 		--set train.lr=2e-4 --set train.checkpoint_every=250
 	$(TRAIN) --stage distill  $(RESIDUAL) --workdir $(RUNS)/distill --init $(RUNS)/teacher/export --steps 400 \
 		--set train.lr=1e-4 --set train.checkpoint_every=200
-	$(TRAIN) --stage finetune $(RESIDUAL) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 700 \
+	$(TRAIN) --stage finetune $(RESIDUAL) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 500 \
 		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 		--export-dtype float16
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
