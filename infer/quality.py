@@ -52,6 +52,9 @@ def _parse(argv):
     p.add_argument("--compare-frames", type=int, default=1, help="comparison images per clip and method (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a bar criterion fails")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (reruns everything)")
+    p.add_argument("--reuse-baselines", action="store_true",
+                   help="keep a baseline's results already in --out when they cover the same clips, frames, "
+                   "degradation, seed and metrics (Real-ESRGAN is slow on CPU); swiftvr always reruns")
     return p.parse_args(argv)
 
 
@@ -85,7 +88,8 @@ def _resolve(args) -> None:
     if args.checkpoint:
         args.checkpoint = os.path.abspath(args.checkpoint)
     args.out = os.path.abspath(args.out)
-    if os.path.isfile(args.out) or (os.path.isdir(args.out) and os.listdir(args.out) and not args.overwrite):
+    busy = os.path.isdir(args.out) and os.listdir(args.out) and not (args.overwrite or args.reuse_baselines)
+    if os.path.isfile(args.out) or busy:
         raise evaluate.UsageError(f"--out {args.out} exists and is not empty; choose a new folder or pass --overwrite")
 
 
@@ -103,8 +107,26 @@ def write_heldout(folder: str, names, frames: int | None) -> dict[str, int]:
     return written
 
 
-def run_method(args, method: str, gt_dir: str) -> tuple[int, dict | None, str | None]:
+def reusable(args, method: str, frames: dict[str, int]) -> dict | None:
+    """The summary.json a baseline left in --out when it matches this run (see --reuse-baselines), else None."""
+    path = os.path.join(args.out, method, "summary.json")
+    if method == "swiftvr" or not args.reuse_baselines or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    old = summary.get("args", {})
+    same = (old.get("method") == method and old.get("degrade") == args.degrade and old.get("seed") == args.seed
+            and set(args.metrics) <= set(old.get("metrics") or ())
+            and {r["clip"]: r["frames"] for r in summary.get("clips", [])} == frames and not summary.get("failed"))
+    return summary if same else None
+
+
+def run_method(args, method: str, gt_dir: str, frames: dict[str, int]) -> tuple[int, dict | None, str | None]:
     """swiftvr-eval for one method on the GT folders: (exit status, summary.json or None, why not)."""
+    summary = reusable(args, method, frames)
+    if summary is not None:
+        print(f"== {method}: reusing {os.path.join(args.out, method, 'summary.json')}", flush=True)
+        return 0, summary, None
     if method in baselines.REALESRGAN_MODELS:
         try:
             baselines.realesrgan_files(method, 4)
@@ -229,7 +251,7 @@ def main(argv=None) -> int:
 
     summaries, unavailable, failed = {}, {}, {}
     for method in args.methods:
-        rc, summaries[method], why = run_method(args, method, gt_dir)
+        rc, summaries[method], why = run_method(args, method, gt_dir, frames)
         if why and rc == 0:
             unavailable[method] = why
         elif rc:

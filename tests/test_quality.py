@@ -120,3 +120,17 @@ def test_unavailable_baseline_and_usage_errors(monkeypatch, tmp_path, capsys):
     assert quality.main(["--out", str(tmp_path / "o2"), "--clips", "nope"]) == 2
     err = capsys.readouterr().err
     assert "not empty" in err and "unknown held-out clip" in err
+
+
+def test_reuse_baselines_keeps_matching_results_only(tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--clips", "carphone", "--frames", "2", "--methods", "bicubic", "--metrics", "psnr"]
+    assert quality.main(common) == 0
+    first = json.loads((out / "quality.json").read_text())["rows"]
+    (out / "bicubic" / "metrics.csv").unlink()  # a rerun would write it again
+    capsys.readouterr()
+    assert quality.main([*common, "--reuse-baselines"]) == 0
+    assert "reusing" in capsys.readouterr().out and not (out / "bicubic" / "metrics.csv").exists()
+    assert json.loads((out / "quality.json").read_text())["rows"] == first
+    assert quality.main([*common, "--reuse-baselines", "--seed", "1"]) == 0  # other LQ: rerun
+    assert "reusing" not in capsys.readouterr().out and (out / "bicubic" / "metrics.csv").exists()
