@@ -269,8 +269,8 @@ class SwiftVRPipeline:
         if path is None:
             path = DEFAULT_WEIGHTS
             if not os.path.isdir(path):
-                raise FileNotFoundError("no trained default weights ship with this version yet; pass a "
-                                        "checkpoint directory, or build random weights with from_config")
+                raise FileNotFoundError(f"no trained default weights at {path} (`make train-default` exports them); "
+                                        "pass a checkpoint directory, or build random weights with from_config")
         model, cfg = load_pretrained(path, dtype=dtype)
         return cls(model, cfg)
 

@@ -74,7 +74,7 @@ def test_truncated_video_restores_what_decodes(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["missing", "not_video", "bad_clip_len", "bad_upscale", "unwritable", "mixed_sizes",
                                   "zero_frames", "no_weights", "bad_extension"])
-def test_user_errors_are_one_line_and_leave_nothing(tmp_path, video, capsys, case):
+def test_user_errors_are_one_line_and_leave_nothing(tmp_path, video, capsys, case, monkeypatch):
     out = tmp_path / "o.mp4"
     args = [video, "-o", out, "--preset", "tiny"]
     if case == "missing":
@@ -95,7 +95,10 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, video, capsys, cas
     elif case == "zero_frames":
         (tmp_path / "empty").mkdir()
         args[0] = tmp_path / "empty"
-    elif case == "no_weights":
+    elif case == "no_weights":  # no --checkpoint or --preset, and no default weights installed
+        from swiftvr_jax import pipeline
+
+        monkeypatch.setattr(pipeline, "DEFAULT_WEIGHTS", str(tmp_path / "weights" / "default"))
         args = args[:3]
     elif case == "bad_extension":
         out = tmp_path / "o.txt"
@@ -104,3 +107,16 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, video, capsys, cas
     lines = [l for l in err.strip().splitlines() if "error" in l]
     assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert not out.exists() and not any(p.name.endswith(".partial") for p in tmp_path.rglob("*"))
+
+
+def test_no_checkpoint_uses_the_shipped_default_model(tmp_path, video, capsys):
+    from swiftvr_jax import pipeline
+
+    weights = os.path.join(pipeline.DEFAULT_WEIGHTS, "model.safetensors")
+    assert os.path.getsize(weights) <= 30 * 2**20  # the size limit for shipped weights
+    out = tmp_path / "out.mp4"
+    rc, err = _run(capsys, video, "-o", out, "--clip-len", "4")
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "out.mp4.json").read_text())
+    assert summary["config"]["preset"] == "small" and summary["config"]["reae"]["residual"] is True
+    assert read_video(str(out))[0].shape == (9, 96, 128, 3)  # default upscale 4
