@@ -66,8 +66,8 @@ def _load_pipeline(args):
                       f"not restoration", stacklevel=1)
         return SwiftVRPipeline.from_config(args.preset, dtype=args.dtype)
     if not os.path.isdir(DEFAULT_WEIGHTS):
-        raise FileNotFoundError(f"no trained default weights at {DEFAULT_WEIGHTS} (`make train-default` exports them); pass --checkpoint DIR, "
-                                "or --preset NAME to test the plumbing with random weights")
+        raise FileNotFoundError(f"no trained default weights at {DEFAULT_WEIGHTS} (`make train-default` exports "
+                                "them); pass --checkpoint DIR, or --preset NAME to test the plumbing with random weights")
     return SwiftVRPipeline.from_pretrained(None, dtype=args.dtype)
 
 

@@ -57,7 +57,7 @@ def _reference_restore(model, frames, upscale, clip_len):
         else:
             z_in, off = z, offset
         z_hq = (z_in - model.dit(z_in, 1000.0, text, t_offset=off))[:, -k:]
-        y, dec = model.reae.decode(z_hq, dec, x if model.reae.cfg.residual else None)
+        y, dec = model.reae.decode(z_hq, dec, x)
         if i == 0:
             y = y[:, 3:]
         outs.append(np.asarray(jnp.round(y[0, :, :H, :W] * 255)).astype(np.uint8))

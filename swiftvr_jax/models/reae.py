@@ -286,10 +286,10 @@ class ReAE(nnx.Module):
         Args:
           z: `[B, t, h, w, latent_channels]` latents.
           state: from `init_decoder_state(B, h, w)` or the previous `decode`.
-          inputs: residual ReAE only (and required there): `[B, t*time_factor, H, W, 3]` pixels in
-             [0, 1] that this chunk's output corrects, frame-aligned with the encoder input the
-             latents came from (the upsampled LQ in the pipeline); output frame i adds inputs
-             frame i - frames_to_trim, continuing across chunks through the state.
+          inputs: required by a residual ReAE, ignored by a plain one: `[B, t*time_factor, H, W, 3]`
+             pixels in [0, 1] that this chunk's output corrects, frame-aligned with the encoder
+             input the latents came from (the upsampled LQ in the pipeline); output frame i adds
+             inputs frame i - frames_to_trim, continuing across chunks through the state.
         Returns:
           pixels `[B, t*time_factor, h*space_factor, w*space_factor, 3]` in [0, 1] (the first
           `frames_to_trim` frames of a stream's first decode are warm-up; the caller drops them)

@@ -183,8 +183,7 @@ class FinetuneTrainer(ShardedStep):
         t = jnp.full((z.shape[0],), self.cfg.stream.timestep, jnp.float32)
         z_hq = z - dit(z, t, params["text"])
         b, _, h, w, _ = z_hq.shape
-        skip = x if reae.cfg.residual else None
-        return reae.decode(z_hq, reae.init_decoder_state(b, h, w), skip)[0], reae.frames_to_trim
+        return reae.decode(z_hq, reae.init_decoder_state(b, h, w), x)[0], reae.frames_to_trim
 
     def perceptual(self, frozen, pred, target):
         """LPIPS over all frames when loaded, else the gradient substitute."""
