@@ -18,6 +18,7 @@ from typing import Any
 ATTENTION_MODES = ("full", "swin", "mfswa")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 DTYPES = ("float32", "bfloat16", "float16")
+RESIDUAL_RESIZE = ("bilinear", "cubic", "lanczos3")  # jax.image.resize methods for the residual ReAE base
 
 
 class ConfigError(ValueError):
@@ -83,12 +84,23 @@ class ReAEConfig:
     spatial_strides: tuple[int, ...] = (2, 2, 2)
     blocks_per_stage: int = 3
     pixel_shuffle: int = 2
-    # The decoder predicts a correction added to the pixels the stream was encoded from (the
-    # bilinearly upsampled LQ frames, delayed by the decoder's lag), as most VSR networks add the
-    # upsampled input. Off for the official architecture; on for the project's small default model.
+    # The decoder predicts a correction added to the upsampled LQ frames (delayed by the
+    # decoder's lag), as most VSR networks add the upsampled input. Off for the official architecture; on for the project's small default model.
     residual: bool = False
+    # The `jax.image.resize` method of that residual base ("bilinear", "cubic", "lanczos3"); the
+    # encoder always sees the bilinear upsample, as in the official pipeline.
+    residual_resize: str = "bilinear"
+    # Residual ReAE only: MemBlocks at the decoder's last resolution that also see that upsampled
+    # input (pixel-unshuffled, through a zero-initialised conv), so every output frame gets its own
+    # LQ detail instead of only what the 4-frame latents carry. Zero-initialised, so adding them to
+    # a trained residual ReAE leaves its output unchanged until they train. 0 = off.
+    cond_blocks: int = 0
 
     def __post_init__(self):
+        if self.residual_resize not in RESIDUAL_RESIZE:
+            raise ConfigError(f"reae.residual_resize={self.residual_resize!r}: choose one of {', '.join(RESIDUAL_RESIZE)}")
+        if self.cond_blocks < 0 or (self.cond_blocks and not self.residual):
+            raise ConfigError(f"reae.cond_blocks={self.cond_blocks} needs reae.residual=true and must be >= 0")
         n = len(self.time_strides)
         if len(self.spatial_strides) != n or len(self.dec_widths) != n + 1:
             raise ConfigError(

@@ -32,6 +32,7 @@ from flax import nnx
 
 from swiftvr_jax.config import Config, StreamConfig, get_config
 from swiftvr_jax.models.swiftvr import SwiftVR, load_pretrained
+from swiftvr_jax.models.reae import upsample
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "default")
 
@@ -234,17 +235,19 @@ class SwiftVRPipeline:
         dit_graph, self.dit_state = nnx.split(model.dit)
         timestep = cfg.stream.timestep
         residual = cfg.reae.residual  # the decoder adds its output to the upsampled input (x_up)
+        residual_resize = cfg.reae.residual_resize
 
         @functools.partial(jax.jit, static_argnames=("out_hw",), donate_argnums=(1,))
         def encode_step(params, enc_state, frames, *, out_hw):
             reae = nnx.merge(reae_graph, params)
             x = frames.astype(jnp.float32) / 255.0  # [B, T, h, w, 3]
-            b, t = x.shape[:2]
-            x = jax.image.resize(x, (b, t, *out_hw, 3), "bilinear")
             ph, pw = padded_size(*out_hw, self.pad_multiple)
-            x = jnp.pad(x, ((0, 0), (0, 0), (0, ph - out_hw[0]), (0, pw - out_hw[1]), (0, 0)))
-            z, enc_state = reae.encode(x, enc_state)
-            return z, enc_state, (x if residual else None)
+            pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - out_hw[0]), (0, pw - out_hw[1]), (0, 0)))
+            x_up = pad(upsample(x, out_hw))
+            z, enc_state = reae.encode(x_up, enc_state)
+            if residual and residual_resize != "bilinear":
+                x_up = pad(upsample(x, out_hw, residual_resize))
+            return z, enc_state, (x_up if residual else None)
 
         @jax.jit
         def dit_step(params, z, cross_kv, t_offset):

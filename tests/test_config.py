@@ -42,3 +42,14 @@ def test_degradation_names_agree_with_degrade_module():
     from swiftvr_jax.degrade import DEGRADATION_PRESETS
 
     assert tuple(DEGRADATIONS) == tuple(DEGRADATION_PRESETS)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["reae.cond_blocks=1"], "needs reae.residual=true"),
+    (["reae.residual=true", "reae.cond_blocks=-1"], "must be >= 0"),
+    (["reae.residual=true", "reae.residual_resize=area"], "bilinear, cubic, lanczos3"),
+])
+def test_residual_reae_options_are_checked(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        get_config("tiny", overrides)
+    assert get_config("tiny", ["reae.residual=true", "reae.cond_blocks=2", "reae.residual_resize=cubic"]).reae.cond_blocks == 2

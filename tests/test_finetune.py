@@ -158,10 +158,9 @@ def test_lpips_file_is_used_when_given(tmp_path):
     assert "substitute" in _trainer((1, 1, 1)).perceptual_note and not _trainer((1, 1, 1)).uses_lpips
 
 
-def test_residual_generator_passes_the_lagged_upsampled_lq():
-    import cv2
-
-    cfg = get_config("tiny", ["reae.residual=true"])
+@pytest.mark.parametrize("resize", ["bilinear", "lanczos3"])
+def test_residual_generator_passes_the_lagged_upsampled_lq(resize, upsample_reference):
+    cfg = get_config("tiny", ["reae.residual=true", f"reae.residual_resize={resize}"])
     tr = FinetuneTrainer(cfg, _mesh((1, 1, 1)), FT)
     groups = tr.random_groups(0)
     for name in ("kernel", "bias"):  # zero correction: the output is the skip alone
@@ -169,6 +168,6 @@ def test_residual_generator_passes_the_lagged_upsampled_lq():
         leaf.set_value(0.0 * leaf.get_value())
     lq = _batch(b=1)["lq"]
     out, lag = tr.generate(groups, lq, (32, 32))
-    up = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_LINEAR) for f in lq[0]])
+    up = upsample_reference(lq, (32, 32), resize)[0]
     assert lag == 3
     np.testing.assert_allclose(np.asarray(out[0, lag:]), up[:-lag], atol=1e-5)

@@ -47,8 +47,9 @@ def _reference_restore(model, frames, upscale, clip_len):
         x = frames[start:start + count].astype(np.float32) / 255.0
         if kind == "last":  # 4b+1 frames -> 4b+4 by repeating the last frame
             x = np.concatenate([x, np.repeat(x[-1:], 3, axis=0)])
-        x = jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), "bilinear")
-        x = jnp.pad(x, ((0, 0), (0, 0), (0, ph - H), (0, pw - W), (0, 0)))
+        pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - H), (0, pw - W), (0, 0)))
+        base = pad(jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), model.reae.cfg.residual_resize))
+        x = pad(jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), "bilinear"))
         z, enc = model.reae.encode(x, enc)
         k = z.shape[1]
         if kind == "last" and prev_z is not None and k < full:
@@ -57,7 +58,7 @@ def _reference_restore(model, frames, upscale, clip_len):
         else:
             z_in, off = z, offset
         z_hq = (z_in - model.dit(z_in, 1000.0, text, t_offset=off))[:, -k:]
-        y, dec = model.reae.decode(z_hq, dec, x)
+        y, dec = model.reae.decode(z_hq, dec, base)
         if i == 0:
             y = y[:, 3:]
         outs.append(np.asarray(jnp.round(y[0, :, :H, :W] * 255)).astype(np.uint8))
@@ -86,17 +87,22 @@ def test_pipeline_equals_official_protocol_reference(pipe, t):
     assert diff.max() <= 1 and diff.mean() < 0.01  # jit vs eager rounding only
 
 
-@pytest.mark.parametrize("t", [13, 29])
-def test_residual_pipeline_equals_reference(t):
-    cfg = dataclasses.replace(CFG, reae=dataclasses.replace(CFG.reae, residual=True))
-    pipe = SwiftVRPipeline(SwiftVR(cfg, rngs=nnx.Rngs(2)), cfg)
+@pytest.mark.parametrize("t,resize,cond_blocks", [(13, "bilinear", 0), (29, "bilinear", 0), (29, "cubic", 2)])
+def test_residual_pipeline_equals_reference(t, resize, cond_blocks):
+    cfg = dataclasses.replace(CFG, reae=dataclasses.replace(CFG.reae, residual=True, residual_resize=resize,
+                                                            cond_blocks=cond_blocks))
+    model = SwiftVR(cfg, rngs=nnx.Rngs(2))
+    if cond_blocks:  # trained-looking conditioning instead of the zero initialisation
+        for conv in [model.reae.dec_cond] + [b.conv3 for b in model.reae.dec_refine]:
+            conv.kernel[...] = 0.02 * jax.random.normal(jax.random.key(7), conv.kernel[...].shape)
+    pipe = SwiftVRPipeline(model, cfg)
     frames = _frames(t, seed=5)
     got = pipe.restore_frames(frames, upscale=2, clip_len=8)
     want = _reference_restore(pipe.model, frames, 2, 8)
     diff = np.abs(got.astype(int) - want.astype(int))
     assert got.shape == want.shape and diff.max() <= 1 and diff.mean() < 0.01
-    # The output follows the input: near the bilinear upscale, lagged by nothing after the trim.
-    up = np.asarray(jax.image.resize(frames.astype(np.float32), (t, 40, 48, 3), "bilinear"))
+    # The output follows the input: near its upscale, lagged by nothing after the trim.
+    up = np.asarray(jax.image.resize(frames.astype(np.float32), (t, 40, 48, 3), resize))
     assert np.abs(got - up).mean() < np.abs(got[1:] - up[:-1]).mean()
 
 

@@ -174,11 +174,17 @@ def np_decode(model, z, inputs=None):
         s = stage.space_stride
         x = np.repeat(np.repeat(x, s, 2), s, 3)
         x = np_conv2d(np_tgrow(stage.grow, x), *_w(stage.conv))
+    if inputs is not None:  # output frame t corrects input frame t - lag (zeros before the stream)
+        lag = model.frames_to_trim
+        skip = np.zeros_like(inputs)
+        skip[:, lag:] = inputs[:, :inputs.shape[1] - lag]
+    if model.cfg.cond_blocks:
+        x = x + np_conv2d(np_pixel_unshuffle(skip, model.cfg.pixel_shuffle), *_w(model.dec_cond))
+        for block in model.dec_refine:
+            x, _ = np_memblock(block, x, np.zeros_like(x[:, 0]))
     x = np_pixel_shuffle(np_conv2d(relu(x), *_w(model.dec_out)), model.cfg.pixel_shuffle)
     if inputs is not None:
-        lag = model.frames_to_trim
-        for t in range(lag, x.shape[1]):  # output frame t corrects input frame t - lag
-            x[:, t] += inputs[:, t - lag]
+        x = x + skip
     return np.clip(x, 0, 1)
 
 
@@ -306,10 +312,14 @@ def test_decoded_values_in_unit_range(tiny):
     assert float(y.min()) == 0.0 and float(y.max()) == 1.0  # the clip was actually exercised
 
 
-@pytest.fixture(scope="module")
-def residual():
-    model = _model(dataclasses.replace(TINY, residual=True))
+@pytest.fixture(scope="module", params=[0, 2], ids=["skip", "cond_blocks"])
+def residual(request):
+    model = _model(dataclasses.replace(TINY, residual=True, cond_blocks=request.param))
     model.dec_out.bias[...] = jnp.zeros_like(model.dec_out.bias[...])  # a correction around 0
+    if request.param:  # trained-looking conditioning instead of the zero initialisation
+        convs = [model.dec_cond] + [b.conv3 for b in model.dec_refine]
+        for conv, key in zip(convs, jax.random.split(jax.random.key(5), len(convs))):
+            conv.kernel[...] = 0.05 * jax.random.normal(key, conv.kernel[...].shape)
     graphdef, params = nnx.split(model)
     dec = jax.jit(lambda p, z, s, x: nnx.merge(graphdef, p).decode(z, s, x))
     z = jax.random.normal(jax.random.key(3), (B, 4, H // 16, W // 16, TINY.latent_channels))
@@ -323,7 +333,7 @@ def test_residual_decoder_adds_lagged_inputs(residual):
     ref = np_decode(model, np.asarray(z, np.float64), np.asarray(x, np.float64))
     np.testing.assert_allclose(y, ref, atol=2e-4, rtol=1e-4)
     # Not vacuous: the skip moves the output and few pixels sit on the clip.
-    plain = np_decode(model, np.asarray(z, np.float64))
+    plain = np_decode(model, np.asarray(z, np.float64), np.zeros(x.shape))
     assert np.abs(ref - plain).mean() > 0.1 and 0.0 < float(y.mean()) < 1.0
     with pytest.raises(ValueError, match="needs `inputs`"):
         model.decode(z, model.init_decoder_state(B, H // 16, W // 16))
@@ -339,3 +349,22 @@ def test_residual_chunked_equals_whole_clip(residual, chunks):
         ys.append(yc)
         t += n
     np.testing.assert_allclose(np.concatenate(ys, 1), y, atol=1e-5, rtol=0)
+
+
+def test_cond_blocks_start_as_a_no_op():
+    """Zero-initialised cond blocks leave a residual decoder's output unchanged; trained ones use
+    every frame's input (not only what the latents carry)."""
+    base = ReAE(dataclasses.replace(TINY, residual=True), rngs=nnx.Rngs(0))
+    cond = ReAE(dataclasses.replace(TINY, residual=True, cond_blocks=1), rngs=nnx.Rngs(0))
+    z = jax.random.normal(jax.random.key(3), (B, 2, H // 16, W // 16, TINY.latent_channels))
+    x = jax.random.uniform(jax.random.key(4), (B, 8, H, W, 3))
+    y0, _ = base.decode(z, base.init_decoder_state(B, H // 16, W // 16), x)
+    y1, s1 = cond.decode(z, cond.init_decoder_state(B, H // 16, W // 16), x)
+    np.testing.assert_array_equal(y1, y0)  # same seed: the shared parameters are identical
+    assert [a.shape for a in s1[-2]] == [(B, H // 2, W // 2, TINY.dec_widths[-1])]
+    cond.dec_cond.kernel[...] = 0.05 * jax.random.normal(jax.random.key(6), cond.dec_cond.kernel[...].shape)
+    x2 = x.at[:, 4].set(1.0 - x[:, 4])  # change one input frame only
+    ya, _ = cond.decode(z, cond.init_decoder_state(B, H // 16, W // 16), x)
+    yb, _ = cond.decode(z, cond.init_decoder_state(B, H // 16, W // 16), x2)
+    moved = np.abs(np.asarray(yb) - np.asarray(ya)).mean(axis=(0, 2, 3, 4))
+    assert moved[7] > 5 * moved[6]  # the lag-3 output of frame 4 moves beyond its skip alone

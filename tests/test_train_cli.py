@@ -78,3 +78,32 @@ def test_plain_init_becomes_a_residual_reae_with_zero_correction():
     assert not np.any(model.reae.dec_out.kernel[...]) and not np.any(model.reae.dec_out.bias[...])
     with pytest.raises(ConfigError, match="residual"):
         make_residual(model, residual, plain, "x")
+
+
+def test_residual_init_gets_zero_initialised_cond_blocks():
+    import jax
+    import pytest
+    from flax import nnx
+
+    from swiftvr_jax.config import ConfigError, get_config
+    from swiftvr_jax.models.swiftvr import SwiftVR
+    from swiftvr_jax.training.trainer import param_groups
+    from train.train import add_cond_blocks
+
+    residual, cond = get_config("tiny", ["reae.residual=true"]), get_config("tiny", ["reae.residual=true",
+                                                                                  "reae.cond_blocks=2"])
+    model = SwiftVR(residual, rngs=nnx.Rngs(0))
+    reae = model.reae
+    z = jax.random.normal(jax.random.key(0), (1, 2, 2, 2, residual.reae.latent_channels))
+    x = jax.random.uniform(jax.random.key(1), (1, 8, 32, 32, 3))
+    before, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
+    assert not add_cond_blocks(model, residual, residual, "x")
+    assert add_cond_blocks(model, residual, cond, "x")
+    after, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
+    np.testing.assert_array_equal(after, before)  # no change until the blocks train
+    assert len(reae.dec_refine) == 2 and reae.cfg.cond_blocks == 2
+    # The grown model has exactly the parameters of a model built with cond_blocks=2.
+    shapes = lambda m: jax.tree.map(lambda a: a.shape, param_groups(m))
+    assert shapes(model) == shapes(SwiftVR(cond, rngs=nnx.Rngs(1)))
+    with pytest.raises(ConfigError, match="cond_blocks"):
+        add_cond_blocks(model, cond, residual, "x")

@@ -145,16 +145,11 @@ def test_ema_warmup_fades_the_initialisation_out():
     assert 1 - ref < 0.01 < 1 - decay ** 3000
 
 
-def _cv2_upsample(lq, hw):
-    import cv2
-
-    return np.stack([[cv2.resize(f, hw[::-1], interpolation=cv2.INTER_LINEAR) for f in clip] for clip in lq])
-
-
-def test_residual_reae_stage_corrects_the_lagged_upsampled_lq():
-    # With the decoder's last conv zeroed, a residual ReAE outputs the bilinear LQ, lag frames late:
-    # the reae-stage L1 must then equal the L1 of cv2's bilinear upscale against the aligned HQ.
-    cfg = get_config("tiny", ["reae.residual=true"])
+@pytest.mark.parametrize("resize", ["bilinear", "cubic"])
+def test_residual_reae_stage_corrects_the_lagged_upsampled_lq(resize, upsample_reference):
+    # With the decoder's last conv zeroed, a residual ReAE outputs the upsampled LQ, lag frames late:
+    # the reae-stage L1 must then equal the L1 of cv2's (PIL's) upscale against the aligned HQ.
+    cfg = get_config("tiny", ["reae.residual=true", f"reae.residual_resize={resize}"])
     tr = Trainer(cfg, "reae", _mesh((1, 1, 1)))
     groups = tr.random_groups(0)
     for name in ("kernel", "bias"):
@@ -162,6 +157,6 @@ def test_residual_reae_stage_corrects_the_lagged_upsampled_lq():
         leaf.set_value(0.0 * leaf.get_value())
     batch = _batch(b=2)
     _, terms = tr.loss(groups, {}, batch, jax.random.key(0))
-    up = _cv2_upsample(batch["lq"], (64, 64))
+    up = upsample_reference(batch["lq"], (64, 64), resize)
     want = np.abs(up[:, :5] - batch["hq"][:, :5]).mean()  # 8 frames, lag 3
     np.testing.assert_allclose(float(terms["l1"]), want, rtol=1e-5)

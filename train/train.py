@@ -94,6 +94,26 @@ def make_residual(init_model, init_cfg, cfg, path: str) -> bool:
     return True
 
 
+def add_cond_blocks(init_model, init_cfg, cfg, path: str) -> bool:
+    """Give a residual ReAE from --init the run's `reae.cond_blocks` (zero-initialised: the output
+    is unchanged until they train). Returns whether it did; blocks are never removed."""
+    from flax import nnx
+
+    from swiftvr_jax.config import ConfigError
+    from swiftvr_jax.models.reae import ReAE
+
+    have, want = init_cfg.reae.cond_blocks, cfg.reae.cond_blocks
+    if have == want:
+        return False
+    if have:
+        raise ConfigError(f"--init {path} has reae.cond_blocks={have} but this run has {want}; "
+                          f"pass --set reae.cond_blocks={have}")
+    fresh = ReAE(cfg.reae, dtype=init_model.reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
+    init_model.reae.cfg = cfg.reae
+    init_model.reae.dec_cond, init_model.reae.dec_refine = fresh.dec_cond, fresh.dec_refine
+    return True
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from tensorboardX import SummaryWriter
@@ -123,6 +143,9 @@ def main(argv=None) -> int:
             if make_residual(init_model, init_cfg, cfg, args.init):
                 print("swiftvr-train: --init has a plain ReAE; its decoder now adds a zero correction to the "
                       "upsampled input (reae.residual=true)", file=sys.stderr)
+            if add_cond_blocks(init_model, init_cfg, cfg, args.init):
+                print(f"swiftvr-train: --init's decoder gets {cfg.reae.cond_blocks} zero-initialised blocks that see "
+                      "the upsampled input (reae.cond_blocks)", file=sys.stderr)
             groups = param_groups(init_model)
         else:
             groups = trainer.random_groups(cfg.train.seed)

@@ -11,7 +11,9 @@ of a stream gives the same result as the whole clip and a jitted step never reco
 
 With `residual=True` (not in the official model) `decode` adds its output to the pixels the
 latents came from, `inputs`, delayed by the decoder's lag of `frames_to_trim` frames; the
-decoder state then also holds the last `frames_to_trim` input frames.
+decoder state then also holds the last `frames_to_trim` input frames. With `cond_blocks > 0`
+the decoder's last features also see those delayed pixels (pixel-unshuffled) and pass through
+that many more MemBlocks, whose memories sit in the state before the delay line.
 
 Channel orders follow the official PyTorch release so its checkpoint converts directly:
 pixel (un)shuffle uses index `c*r*r + i*r + j`, TPool concatenates frames frame-major
@@ -193,6 +195,12 @@ class ReAE(nnx.Module):
         # [0, 1] clip and gets gradients.
         self.dec_out = _conv3x3(w[-1], 3 * r * r, bias_init=nnx.initializers.constant(0.0 if cfg.residual else 0.5),
                                 dtype=dtype, rngs=rngs)
+        if cfg.cond_blocks:  # the upsampled input joins the last features; zero-initialised: no change yet
+            self.dec_cond = _conv3x3(3 * r * r, w[-1], dtype=dtype, rngs=rngs)
+            self.dec_cond.kernel[...] = jnp.zeros_like(self.dec_cond.kernel[...])
+            self.dec_refine = nnx.List([MemBlock(w[-1], dtype=dtype, rngs=rngs) for _ in range(cfg.cond_blocks)])
+            for block in self.dec_refine:
+                block.conv3.kernel[...] = jnp.zeros_like(block.conv3.kernel[...])
 
     @property
     def time_factor(self) -> int:
@@ -223,6 +231,8 @@ class ReAE(nnx.Module):
         for c, s in zip(self.cfg.dec_widths, self.cfg.spatial_strides[::-1]):
             shapes.append([(batch, h, w, c)] * self.cfg.blocks_per_stage)
             h, w = h * s, w * s
+        if self.cfg.cond_blocks:
+            shapes.append([(batch, h, w, self.cfg.dec_widths[-1])] * self.cfg.cond_blocks)
         if self.cfg.residual:  # the last frames_to_trim input frames, for the delayed skip
             f = self.space_factor
             shapes.append([(batch, self.frames_to_trim, latent_h * f, latent_w * f, 3)])
@@ -315,11 +325,25 @@ class ReAE(nnx.Module):
         for stage, pasts in zip(self.dec_stages, state):
             x, pasts = stage(x, pasts)
             new_state.append(pasts)
+        if self.cfg.cond_blocks:
+            x = x + self.dec_cond(pixel_unshuffle(skip, self.cfg.pixel_shuffle))
+            pasts = []
+            for block, past in zip(self.dec_refine, state[len(self.dec_stages)]):
+                x, past = block(x, past)
+                pasts.append(past)
+            new_state.append(tuple(pasts))
         x = pixel_shuffle(self.dec_out(jax.nn.relu(x)), self.cfg.pixel_shuffle)
         if self.cfg.residual:
             x = x + skip
             new_state.append((tail,))
         return jnp.clip(x, 0.0, 1.0), tuple(new_state)
+
+
+def upsample(frames: jax.Array, hw: tuple[int, int], method: str = "bilinear") -> jax.Array:
+    """Resize `[B, T, h, w, C]` frames to `hw` with a `jax.image.resize` method (the encoder's
+    input is the bilinear upsample; a residual ReAE's base uses `cfg.residual_resize`)."""
+    b, t = frames.shape[:2]
+    return jax.image.resize(frames, (b, t, *hw, frames.shape[-1]), method)
 
 
 def param_count(model: nnx.Module) -> int:

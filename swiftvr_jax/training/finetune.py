@@ -33,9 +33,10 @@ from swiftvr_jax import lpips as lpips_lib
 from swiftvr_jax import sharding as shd
 from swiftvr_jax.config import Config
 from swiftvr_jax.models.discriminator import VideoDiscriminator, hinge_d_loss, hinge_g_loss
+from swiftvr_jax.models.reae import upsample
 from swiftvr_jax.models.swiftvr import SwiftVR
 from swiftvr_jax.training import losses
-from swiftvr_jax.training.trainer import ShardedStep, _encode_clip, _upsample, group_shardings, param_groups, update_ema
+from swiftvr_jax.training.trainer import ShardedStep, _encode_clip, group_shardings, param_groups, update_ema
 
 GEN_GROUPS = ("reae", "dit", "text")
 
@@ -178,12 +179,13 @@ class FinetuneTrainer(ShardedStep):
         """G on a whole clip: LQ [B, T, h, w, 3] -> restored [B, T, H, W, 3] (frame i shows input i - lag)."""
         reae = nnx.merge(self.graphs["reae"], params["reae"])
         dit = nnx.merge(self.graphs["dit"], params["dit"])
-        x = _upsample(lq.astype(jnp.float32), hw)
-        z = _encode_clip(reae, x)
+        lq = lq.astype(jnp.float32)
+        z = _encode_clip(reae, upsample(lq, hw))
         t = jnp.full((z.shape[0],), self.cfg.stream.timestep, jnp.float32)
         z_hq = z - dit(z, t, params["text"])
         b, _, h, w, _ = z_hq.shape
-        return reae.decode(z_hq, reae.init_decoder_state(b, h, w), x)[0], reae.frames_to_trim
+        base = upsample(lq, hw, reae.cfg.residual_resize) if reae.cfg.residual else None
+        return reae.decode(z_hq, reae.init_decoder_state(b, h, w), base)[0], reae.frames_to_trim
 
     def perceptual(self, frozen, pred, target):
         """LPIPS over all frames when loaded, else the gradient substitute."""

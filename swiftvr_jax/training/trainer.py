@@ -21,7 +21,7 @@ from flax import nnx
 from swiftvr_jax import sharding as shd
 from swiftvr_jax.config import Config, ConfigError
 from swiftvr_jax.models.dit import DiT
-from swiftvr_jax.models.reae import ReAE
+from swiftvr_jax.models.reae import ReAE, upsample
 from swiftvr_jax.models.swiftvr import SwiftVR
 from swiftvr_jax.training import losses
 
@@ -63,11 +63,6 @@ def _encode_clip(reae: ReAE, x):
     """Whole-clip causal encode from zero memory: [B, T, H, W, 3] -> [B, T/4, H/16, W/16, C]."""
     b, _, h, w, _ = x.shape
     return reae.encode(x, reae.init_encoder_state(b, h, w))[0]
-
-
-def _upsample(lq, hw):
-    b, t = lq.shape[:2]
-    return jax.image.resize(lq, (b, t, *hw, lq.shape[-1]), "bilinear")
 
 
 
@@ -180,7 +175,8 @@ class Trainer(ShardedStep):
         if self.stage == "reae":
             z = _encode_clip(reae, hq)
             b, _, h, w, _ = z.shape
-            lq_up = _upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4]) if reae.cfg.residual else None
+            lq_up = (upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4], reae.cfg.residual_resize)
+                     if reae.cfg.residual else None)
             recon, _ = reae.decode(z, reae.init_decoder_state(b, h, w), lq_up)
             lag = reae.frames_to_trim  # decoded frame i shows input frame i - lag
             pred, target = recon[:, lag:], hq[:, : hq.shape[1] - lag]
@@ -190,7 +186,7 @@ class Trainer(ShardedStep):
             return total, terms
         # DiT stages: the frozen ReAE maps both clips to latents.
         z_hq = jax.lax.stop_gradient(_encode_clip(reae, hq))
-        z_lq = jax.lax.stop_gradient(_encode_clip(reae, _upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4])))
+        z_lq = jax.lax.stop_gradient(_encode_clip(reae, upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4])))
         tt = losses.sample_t(rng, hq.shape[0], t.t_dist)
         z_t, v = losses.flow_pair(z_hq, z_lq, tt)
         dit = nnx.merge(self.graphs["dit"], p["dit"])
