@@ -35,9 +35,10 @@ bench: $(STAMP)
 		--set model.num_heads=2 --set model.dim=128 --set model.ffn_dim=512 --resolutions 1080p,1440p --out bench_out
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 5 runs: a plain ReAE, then the same ReAE made residual
-# (its decoder corrects the upsampled input), the flow teacher, the MFSWA student and the joint
-# fine-tuning. Every run resumes from its checkpoints in RUNS, so interrupting and re-running
+# bundled data with the "light" degradation, in 7 runs: a plain ReAE, then the same ReAE made residual
+# (its decoder corrects the upsampled input), the flow teacher, the MFSWA student, the joint
+# fine-tuning, and two more fine-tunings with decoder blocks that see each upsampled LQ frame
+# (reae.cond_blocks, on a bicubic base). Every run resumes from its checkpoints in RUNS, so interrupting and re-running
 # `make train-default` continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
 # its weights stay in runs/default-16x).
@@ -48,6 +49,7 @@ RUNS_16x := runs/default-16x
 RUNS ?= $(RUNS_$(VARIANT))
 DEFAULT_SET := --preset small $(REAE_$(VARIANT)) --set data.degradation=light --set train.seed=0
 RESIDUAL := $(DEFAULT_SET) --set reae.residual=true
+COND := $(RESIDUAL) --set reae.cond_blocks=2 --set reae.residual_resize=cubic
 TRAIN := $(BIN)/python -m train.train
 train-default: $(STAMP)
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
@@ -61,8 +63,15 @@ train-default: $(STAMP)
 	$(TRAIN) --stage finetune $(RESIDUAL) --workdir $(RUNS)/finetune --init $(RUNS)/distill/export --steps 500 \
 		--set train.lr=1e-4 --set train.reae_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 		--export-dtype float16
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-cond --init $(RUNS)/finetune/export --steps 600 \
+		--set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
+		--set train.gan_weight=0.002 --set train.temporal_weight=0.5 --export-dtype float16
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-cond2 --init $(RUNS)/finetune-cond/export --steps 800 \
+		--set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
+		--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune/export/config.json $(RUNS)/finetune/export/model.safetensors swiftvr_jax/weights/default/; fi
+		cp $(RUNS)/finetune-cond2/export/config.json $(RUNS)/finetune-cond2/export/model.safetensors \
+		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
