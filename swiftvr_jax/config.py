@@ -85,7 +85,8 @@ class ReAEConfig:
     blocks_per_stage: int = 3
     pixel_shuffle: int = 2
     # The decoder predicts a correction added to the upsampled LQ frames (delayed by the
-    # decoder's lag), as most VSR networks add the upsampled input. Off for the official architecture; on for the project's small default model.
+    # decoder's lag), as most VSR networks add the upsampled input. Off for the official
+    # architecture; on for the project's small default model.
     residual: bool = False
     # The `jax.image.resize` method of that residual base ("bilinear", "cubic", "lanczos3"); the
     # encoder always sees the bilinear upsample, as in the official pipeline.

@@ -31,8 +31,8 @@ import numpy as np
 from flax import nnx
 
 from swiftvr_jax.config import Config, StreamConfig, get_config
-from swiftvr_jax.models.swiftvr import SwiftVR, load_pretrained
 from swiftvr_jax.models.reae import upsample
+from swiftvr_jax.models.swiftvr import SwiftVR, load_pretrained
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "default")
 
