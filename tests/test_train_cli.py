@@ -107,3 +107,15 @@ def test_residual_init_gets_zero_initialised_cond_blocks():
     assert shapes(model) == shapes(SwiftVR(cond, rngs=nnx.Rngs(1)))
     with pytest.raises(ConfigError, match="cond_blocks"):
         add_cond_blocks(model, cond, residual, "x")
+    # Growing 2 -> 3 blocks after training (non-zero weights) leaves the output unchanged too.
+    leaves, treedef = jax.tree.flatten(nnx.state(reae, nnx.Param))
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    nnx.update(reae, jax.tree.unflatten(treedef, [a + 0.05 * jax.random.normal(k, a.shape)
+                                                  for a, k in zip(leaves, keys)]))
+    trained, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
+    assert not np.allclose(trained, before)  # the cond path now changes the output
+    cond3 = get_config("tiny", ["reae.residual=true", "reae.cond_blocks=3"])
+    assert add_cond_blocks(model, cond, cond3, "x")
+    grown, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
+    np.testing.assert_array_equal(grown, trained)
+    assert shapes(model) == shapes(SwiftVR(cond3, rngs=nnx.Rngs(1)))

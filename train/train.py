@@ -95,8 +95,10 @@ def make_residual(init_model, init_cfg, cfg, path: str) -> bool:
 
 
 def add_cond_blocks(init_model, init_cfg, cfg, path: str) -> bool:
-    """Give a residual ReAE from --init the run's `reae.cond_blocks` (zero-initialised: the output
-    is unchanged until they train). Returns whether it did; blocks are never removed."""
+    """Give a residual ReAE from --init the run's `reae.cond_blocks`: the missing blocks (and, from
+    none, the input conv) come zero-initialised, so the output is unchanged until they train (an
+    appended block is an identity: its input is already a ReLU output). Returns whether it grew
+    the model; blocks are never removed."""
     from flax import nnx
 
     from swiftvr_jax.config import ConfigError
@@ -105,12 +107,16 @@ def add_cond_blocks(init_model, init_cfg, cfg, path: str) -> bool:
     have, want = init_cfg.reae.cond_blocks, cfg.reae.cond_blocks
     if have == want:
         return False
-    if have:
+    if want < have:
         raise ConfigError(f"--init {path} has reae.cond_blocks={have} but this run has {want}; "
-                          f"pass --set reae.cond_blocks={have}")
+                          f"pass --set reae.cond_blocks={have} or more")
     fresh = ReAE(cfg.reae, dtype=init_model.reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
-    init_model.reae.cfg = cfg.reae
-    init_model.reae.dec_cond, init_model.reae.dec_refine = fresh.dec_cond, fresh.dec_refine
+    reae = init_model.reae
+    reae.cfg = cfg.reae
+    if have:
+        reae.dec_refine = nnx.List([*reae.dec_refine, *fresh.dec_refine[have:]])
+    else:
+        reae.dec_cond, reae.dec_refine = fresh.dec_cond, fresh.dec_refine
     return True
 
 
