@@ -96,12 +96,23 @@ class ReAEConfig:
     # LQ detail instead of only what the 4-frame latents carry. Zero-initialised, so adding them to
     # a trained residual ReAE leaves its output unchanged until they train. 0 = off.
     cond_blocks: int = 0
+    # Residual ReAE only: MemBlocks at a quarter of the decoder's last resolution (the LQ's, for
+    # x4 with pixel_shuffle 2) on that upsampled input, pixel-unshuffled; their output joins the
+    # decoder's last features through a zero-initialised conv and a pixel shuffle (no change until
+    # they train). Cheap (1/16 of the pixels), with a receptive field over the input far wider than
+    # the cond blocks'. 0 = off.
+    lq_blocks: int = 0
 
     def __post_init__(self):
         if self.residual_resize not in RESIDUAL_RESIZE:
             raise ConfigError(f"reae.residual_resize={self.residual_resize!r}: choose one of {', '.join(RESIDUAL_RESIZE)}")
         if self.cond_blocks < 0 or (self.cond_blocks and not self.residual):
             raise ConfigError(f"reae.cond_blocks={self.cond_blocks} needs reae.residual=true and must be >= 0")
+        if self.lq_blocks < 0 or (self.lq_blocks and not self.residual):
+            raise ConfigError(f"reae.lq_blocks={self.lq_blocks} needs reae.residual=true and must be >= 0")
+        if self.lq_blocks and self.space_factor % (2 * self.pixel_shuffle):
+            raise ConfigError(f"reae.lq_blocks needs a space factor ({self.space_factor}) divisible by "
+                              f"2 * pixel_shuffle ({2 * self.pixel_shuffle})")
         n = len(self.time_strides)
         if len(self.spatial_strides) != n or len(self.dec_widths) != n + 1:
             raise ConfigError(

@@ -178,6 +178,11 @@ def np_decode(model, z, inputs=None):
         lag = model.frames_to_trim
         skip = np.zeros_like(inputs)
         skip[:, lag:] = inputs[:, :inputs.shape[1] - lag]
+    if model.cfg.lq_blocks:
+        y = relu(np_conv2d(np_pixel_unshuffle(skip, 2 * model.cfg.pixel_shuffle), *_w(model.lq_in)))
+        for block in model.lq_branch:
+            y, _ = np_memblock(block, y, np.zeros_like(y[:, 0]))
+        x = x + np_pixel_shuffle(np_conv2d(y, *_w(model.lq_out)), 2)
     if model.cfg.cond_blocks:
         x = x + np_conv2d(np_pixel_unshuffle(skip, model.cfg.pixel_shuffle), *_w(model.dec_cond))
         for block in model.dec_refine:
@@ -312,12 +317,13 @@ def test_decoded_values_in_unit_range(tiny):
     assert float(y.min()) == 0.0 and float(y.max()) == 1.0  # the clip was actually exercised
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["skip", "cond_blocks"])
+@pytest.fixture(scope="module", params=[(0, 0), (2, 0), (2, 3)], ids=["skip", "cond_blocks", "lq_blocks"])
 def residual(request):
-    model = _model(dataclasses.replace(TINY, residual=True, cond_blocks=request.param))
+    cond_blocks, lq_blocks = request.param
+    model = _model(dataclasses.replace(TINY, residual=True, cond_blocks=cond_blocks, lq_blocks=lq_blocks))
     model.dec_out.bias[...] = jnp.zeros_like(model.dec_out.bias[...])  # a correction around 0
-    if request.param:  # trained-looking conditioning instead of the zero initialisation
-        convs = [model.dec_cond] + [b.conv3 for b in model.dec_refine]
+    if cond_blocks:  # trained-looking conditioning instead of the zero initialisation
+        convs = [model.dec_cond] + [b.conv3 for b in model.dec_refine] + ([model.lq_out] if lq_blocks else [])
         for conv, key in zip(convs, jax.random.split(jax.random.key(5), len(convs))):
             conv.kernel[...] = 0.05 * jax.random.normal(key, conv.kernel[...].shape)
     graphdef, params = nnx.split(model)

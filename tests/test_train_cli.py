@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from swiftvr_jax.convert import SafetensorsFile
 from swiftvr_jax.pipeline import SwiftVRPipeline
@@ -80,42 +81,42 @@ def test_plain_init_becomes_a_residual_reae_with_zero_correction():
         make_residual(model, residual, plain, "x")
 
 
-def test_residual_init_gets_zero_initialised_cond_blocks():
+@pytest.mark.parametrize("name", ["cond_blocks", "lq_blocks"])
+def test_residual_init_grows_zero_initialised_blocks(name):
     import jax
-    import pytest
     from flax import nnx
 
     from swiftvr_jax.config import ConfigError, get_config
     from swiftvr_jax.models.swiftvr import SwiftVR
     from swiftvr_jax.training.trainer import param_groups
-    from train.train import add_cond_blocks
+    from train.train import grow_decoder
 
-    residual, cond = get_config("tiny", ["reae.residual=true"]), get_config("tiny", ["reae.residual=true",
-                                                                                  "reae.cond_blocks=2"])
+    residual, grown2 = get_config("tiny", ["reae.residual=true"]), get_config("tiny", ["reae.residual=true",
+                                                                                    f"reae.{name}=2"])
     model = SwiftVR(residual, rngs=nnx.Rngs(0))
     reae = model.reae
     z = jax.random.normal(jax.random.key(0), (1, 2, 2, 2, residual.reae.latent_channels))
     x = jax.random.uniform(jax.random.key(1), (1, 8, 32, 32, 3))
     before, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
-    assert not add_cond_blocks(model, residual, residual, "x")
-    assert add_cond_blocks(model, residual, cond, "x")
+    assert grow_decoder(model, residual, residual, "x") == []
+    assert grow_decoder(model, residual, grown2, "x") == [name]
     after, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
     np.testing.assert_array_equal(after, before)  # no change until the blocks train
-    assert len(reae.dec_refine) == 2 and reae.cfg.cond_blocks == 2
-    # The grown model has exactly the parameters of a model built with cond_blocks=2.
+    assert getattr(reae.cfg, name) == 2
+    # The grown model has exactly the parameters of a model built with {name}=2.
     shapes = lambda m: jax.tree.map(lambda a: a.shape, param_groups(m))
-    assert shapes(model) == shapes(SwiftVR(cond, rngs=nnx.Rngs(1)))
-    with pytest.raises(ConfigError, match="cond_blocks"):
-        add_cond_blocks(model, cond, residual, "x")
+    assert shapes(model) == shapes(SwiftVR(grown2, rngs=nnx.Rngs(1)))
+    with pytest.raises(ConfigError, match=name):
+        grow_decoder(model, grown2, residual, "x")
     # Growing 2 -> 3 blocks after training (non-zero weights) leaves the output unchanged too.
     leaves, treedef = jax.tree.flatten(nnx.state(reae, nnx.Param))
     keys = jax.random.split(jax.random.key(2), len(leaves))
     nnx.update(reae, jax.tree.unflatten(treedef, [a + 0.05 * jax.random.normal(k, a.shape)
                                                   for a, k in zip(leaves, keys)]))
     trained, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
-    assert not np.allclose(trained, before)  # the cond path now changes the output
-    cond3 = get_config("tiny", ["reae.residual=true", "reae.cond_blocks=3"])
-    assert add_cond_blocks(model, cond, cond3, "x")
+    assert not np.allclose(trained, before)  # the new path now changes the output
+    grown3 = get_config("tiny", ["reae.residual=true", f"reae.{name}=3"])
+    assert grow_decoder(model, grown2, grown3, "x") == [name]
     grown, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
     np.testing.assert_array_equal(grown, trained)
-    assert shapes(model) == shapes(SwiftVR(cond3, rngs=nnx.Rngs(1)))
+    assert shapes(model) == shapes(SwiftVR(grown3, rngs=nnx.Rngs(1)))

@@ -94,30 +94,38 @@ def make_residual(init_model, init_cfg, cfg, path: str) -> bool:
     return True
 
 
-def add_cond_blocks(init_model, init_cfg, cfg, path: str) -> bool:
-    """Give a residual ReAE from --init the run's `reae.cond_blocks`: the missing blocks (and, from
-    none, the input conv) come zero-initialised, so the output is unchanged until they train (an
-    appended block is an identity: its input is already a ReLU output). Returns whether it grew
-    the model; blocks are never removed."""
-    from flax import nnx
+# Decoder extensions that --init may grow: config field -> (input/output modules, MemBlock list).
+_GROWABLE = {"cond_blocks": (("dec_cond",), "dec_refine"), "lq_blocks": (("lq_in", "lq_out"), "lq_branch")}
 
+
+def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
+    """Give a residual ReAE from --init the run's `reae.cond_blocks` and `reae.lq_blocks`: missing
+    blocks (and, from none, their zero-initialised join convs) come from a fresh ReAE, so the output
+    is unchanged until they train (blocks appended to existing ones get their last conv zeroed: an
+    identity, since a block's input is already a ReLU output). Returns the fields it grew; blocks
+    are never removed."""
     from swiftvr_jax.config import ConfigError
     from swiftvr_jax.models.reae import ReAE
 
-    have, want = init_cfg.reae.cond_blocks, cfg.reae.cond_blocks
-    if have == want:
-        return False
-    if want < have:
-        raise ConfigError(f"--init {path} has reae.cond_blocks={have} but this run has {want}; "
-                          f"pass --set reae.cond_blocks={have} or more")
-    fresh = ReAE(cfg.reae, dtype=init_model.reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
-    reae = init_model.reae
+    grown, fresh, reae = [], None, init_model.reae
+    for name, (joins, blocks) in _GROWABLE.items():
+        have, want = getattr(init_cfg.reae, name), getattr(cfg.reae, name)
+        if want < have:
+            raise ConfigError(f"--init {path} has reae.{name}={have} but this run has {want}; "
+                              f"pass --set reae.{name}={have} or more")
+        if want == have:
+            continue
+        fresh = fresh or ReAE(cfg.reae, dtype=reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
+        added = getattr(fresh, blocks)[have:]
+        for block in added if have else ():
+            block.conv3.kernel[...] = 0.0 * block.conv3.kernel[...]
+        setattr(reae, blocks, nnx.List([*(getattr(reae, blocks) if have else []), *added]))
+        if not have:
+            for join in joins:
+                setattr(reae, join, getattr(fresh, join))
+        grown.append(name)
     reae.cfg = cfg.reae
-    if have:
-        reae.dec_refine = nnx.List([*reae.dec_refine, *fresh.dec_refine[have:]])
-    else:
-        reae.dec_cond, reae.dec_refine = fresh.dec_cond, fresh.dec_refine
-    return True
+    return grown
 
 
 def main(argv=None) -> int:
@@ -149,9 +157,9 @@ def main(argv=None) -> int:
             if make_residual(init_model, init_cfg, cfg, args.init):
                 print("swiftvr-train: --init has a plain ReAE; its decoder now adds a zero correction to the "
                       "upsampled input (reae.residual=true)", file=sys.stderr)
-            if add_cond_blocks(init_model, init_cfg, cfg, args.init):
-                print(f"swiftvr-train: --init's decoder gets {cfg.reae.cond_blocks} zero-initialised blocks that see "
-                      "the upsampled input (reae.cond_blocks)", file=sys.stderr)
+            for name in grow_decoder(init_model, init_cfg, cfg, args.init):
+                print(f"swiftvr-train: --init's decoder grows to reae.{name}={getattr(cfg.reae, name)} "
+                      "(zero-initialised: same output until they train)", file=sys.stderr)
             groups = param_groups(init_model)
         else:
             groups = trainer.random_groups(cfg.train.seed)

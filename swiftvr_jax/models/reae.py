@@ -13,7 +13,10 @@ With `residual=True` (not in the official model) `decode` adds its output to the
 latents came from, `inputs`, delayed by the decoder's lag of `frames_to_trim` frames; the
 decoder state then also holds the last `frames_to_trim` input frames. With `cond_blocks > 0`
 the decoder's last features also see those delayed pixels (pixel-unshuffled) and pass through
-that many more MemBlocks, whose memories sit in the state before the delay line.
+that many more MemBlocks, whose memories sit in the state before the delay line. With
+`lq_blocks > 0` a branch of that many MemBlocks at a quarter of that resolution sees the same
+pixels and adds its output to those features before the cond blocks; its memories come after
+theirs in the state.
 
 Channel orders follow the official PyTorch release so its checkpoint converts directly:
 pixel (un)shuffle uses index `c*r*r + i*r + j`, TPool concatenates frames frame-major
@@ -85,6 +88,15 @@ class MemBlock(nnx.Module):
         return jax.nn.relu(self.conv3(h) + x), x[:, -1]
 
 
+def _run_blocks(blocks, x: jax.Array, pasts: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """MemBlocks in sequence, each with its memory -> (output, their new memories)."""
+    new_pasts = []
+    for block, past in zip(blocks, pasts):
+        x, past = block(x, past)
+        new_pasts.append(past)
+    return x, tuple(new_pasts)
+
+
 class TPool(nnx.Module):
     """Temporal pooling: `stride` consecutive frames concatenated on channels, 1x1 conv back to C."""
 
@@ -139,12 +151,7 @@ class EncoderStage(nnx.Module):
         self.blocks = nnx.List([MemBlock(channels, dtype=dtype, rngs=rngs) for _ in range(blocks)])
 
     def __call__(self, x: jax.Array, pasts: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        x = self.down(self.pool(x))
-        new_pasts = []
-        for block, past in zip(self.blocks, pasts):
-            x, p = block(x, past)
-            new_pasts.append(p)
-        return x, tuple(new_pasts)
+        return _run_blocks(self.blocks, self.down(self.pool(x)), pasts)
 
 
 class DecoderStage(nnx.Module):
@@ -158,13 +165,10 @@ class DecoderStage(nnx.Module):
         self.conv = _conv3x3(c_in, c_out, use_bias=False, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, pasts: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        new_pasts = []
-        for block, past in zip(self.blocks, pasts):
-            x, p = block(x, past)
-            new_pasts.append(p)
+        x, new_pasts = _run_blocks(self.blocks, x, pasts)
         s = self.space_stride
         x = jnp.repeat(jnp.repeat(x, s, axis=2), s, axis=3)  # nearest upsample, [B, T, H*s, W*s, C]
-        return self.conv(self.grow(x)), tuple(new_pasts)
+        return self.conv(self.grow(x)), new_pasts
 
 
 class ReAE(nnx.Module):
@@ -201,6 +205,12 @@ class ReAE(nnx.Module):
             self.dec_refine = nnx.List([MemBlock(w[-1], dtype=dtype, rngs=rngs) for _ in range(cfg.cond_blocks)])
             for block in self.dec_refine:
                 block.conv3.kernel[...] = jnp.zeros_like(block.conv3.kernel[...])
+        if cfg.lq_blocks:  # a wide, cheap branch at 1/4 of the last resolution; zero-initialised join
+            q = 2 * r
+            self.lq_in = _conv3x3(3 * q * q, w[-1], dtype=dtype, rngs=rngs)
+            self.lq_branch = nnx.List([MemBlock(w[-1], dtype=dtype, rngs=rngs) for _ in range(cfg.lq_blocks)])
+            self.lq_out = _conv3x3(w[-1], 4 * w[-1], dtype=dtype, rngs=rngs)
+            self.lq_out.kernel[...] = jnp.zeros_like(self.lq_out.kernel[...])
 
     @property
     def time_factor(self) -> int:
@@ -233,6 +243,8 @@ class ReAE(nnx.Module):
             h, w = h * s, w * s
         if self.cfg.cond_blocks:
             shapes.append([(batch, h, w, self.cfg.dec_widths[-1])] * self.cfg.cond_blocks)
+        if self.cfg.lq_blocks:
+            shapes.append([(batch, h // 2, w // 2, self.cfg.dec_widths[-1])] * self.cfg.lq_blocks)
         if self.cfg.residual:  # the last frames_to_trim input frames, for the delayed skip
             f = self.space_factor
             shapes.append([(batch, self.frames_to_trim, latent_h * f, latent_w * f, 3)])
@@ -325,13 +337,18 @@ class ReAE(nnx.Module):
         for stage, pasts in zip(self.dec_stages, state):
             x, pasts = stage(x, pasts)
             new_state.append(pasts)
+        extra = iter(state[len(self.dec_stages):])  # cond, then lq block memories
+        cond_pasts = next(extra) if self.cfg.cond_blocks else ()
+        if self.cfg.lq_blocks:
+            y = jax.nn.relu(self.lq_in(pixel_unshuffle(skip, 2 * self.cfg.pixel_shuffle)))
+            y, lq_pasts = _run_blocks(self.lq_branch, y, next(extra))
+            x = x + pixel_shuffle(self.lq_out(y), 2)
         if self.cfg.cond_blocks:
             x = x + self.dec_cond(pixel_unshuffle(skip, self.cfg.pixel_shuffle))
-            pasts = []
-            for block, past in zip(self.dec_refine, state[len(self.dec_stages)]):
-                x, past = block(x, past)
-                pasts.append(past)
-            new_state.append(tuple(pasts))
+            x, pasts = _run_blocks(self.dec_refine, x, cond_pasts)
+            new_state.append(pasts)
+        if self.cfg.lq_blocks:
+            new_state.append(lq_pasts)
         x = pixel_shuffle(self.dec_out(jax.nn.relu(x)), self.cfg.pixel_shuffle)
         if self.cfg.residual:
             x = x + skip
