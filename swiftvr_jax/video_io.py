@@ -425,6 +425,7 @@ class VideoWriter(_ClosesOnExit):
             if self._folder:
                 if os.path.isdir(self.path):
                     os.rmdir(self.path)  # an empty existing folder: replace it
+                _chmod_as_created(self._temps[0], 0o777)
                 os.rename(self._temps[0], self.path)
             else:
                 proc = self._procs[0]
@@ -437,6 +438,7 @@ class VideoWriter(_ClosesOnExit):
                 src = self._temps[0]
                 if self._audio_from:
                     src = self._mux_audio(src)
+                _chmod_as_created(src, 0o666)
                 os.replace(src, self.path)
         except BaseException:
             self.abort()
@@ -466,6 +468,13 @@ class VideoWriter(_ClosesOnExit):
         self._done = True
         self._finalizer()  # runs _remove once; later calls do nothing
 
+
+
+def _chmod_as_created(path: str, mode: int) -> None:
+    """Give a mkstemp/mkdtemp temporary (0600/0700) the mode open()/mkdir() would have given it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 def open_writer(path: str | os.PathLike, fps: float, *, codec: str = "h264", quality: int = 18,

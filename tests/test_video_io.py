@@ -321,6 +321,22 @@ def test_output_appears_only_on_close_and_replaces_old(tmp_path):
     assert os.listdir(tmp_path) == ["v.mp4"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
+def test_outputs_get_the_mode_open_and_mkdir_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_frames(tmp_path / "v.mp4", smooth_frames(3))
+        write_frames(tmp_path / "frames", smooth_frames(3))
+        (tmp_path / "ref.txt").write_text("")
+        (tmp_path / "ref_dir").mkdir()
+    finally:
+        os.umask(old)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777
+    assert mode("v.mp4") == mode("ref.txt") == 0o666 & ~umask
+    assert mode("frames") == mode("ref_dir") == 0o777 & ~umask
+    assert all(mode(f"frames/{f}") == 0o666 & ~umask for f in os.listdir(tmp_path / "frames"))
+
+
 def test_forgotten_writer_removes_its_temporary(tmp_path):
     w = open_writer(tmp_path / "v.mp4", 10)
     w.write(smooth_frames(2))
