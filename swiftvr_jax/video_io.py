@@ -469,7 +469,6 @@ class VideoWriter(_ClosesOnExit):
         self._finalizer()  # runs _remove once; later calls do nothing
 
 
-
 def _chmod_as_created(path: str, mode: int) -> None:
     """Give a mkstemp/mkdtemp temporary (0600/0700) the mode open()/mkdir() would have given it."""
     umask = os.umask(0)
