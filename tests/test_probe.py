@@ -1,0 +1,52 @@
+"""train/probe.py: the data probe starts as bicubic exactly, stacks frames causally, and reports its rows."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from swiftvr_jax import baselines
+from train import probe
+
+
+def test_stack_causal_matches_a_loop():
+    lq = np.random.default_rng(0).random((2, 5, 4, 6, 3)).astype(np.float32)  # [B, T, h, w, 3]
+    out = np.asarray(probe.stack_causal(jnp.asarray(lq), 3))
+    ref = np.zeros((2, 5, 4, 6, 9), np.float32)
+    for b in range(2):
+        for t in range(5):
+            for i, src in enumerate(range(t - 2, t + 1)):  # oldest first, newest last
+                ref[b, t, ..., 3 * i:3 * i + 3] = lq[b, max(src, 0)]
+    np.testing.assert_array_equal(out, ref.reshape(10, 4, 6, 9))
+
+
+def test_untrained_probe_is_bicubic():
+    lq = np.random.default_rng(1).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
+    model = probe.ProbeSR(2, channels=8, blocks=1, rngs=nnx.Rngs(0))
+    x = probe.stack_causal(jnp.asarray(lq[None], jnp.float32) / 255.0, 2)
+    np.testing.assert_array_equal(probe.to_uint8(model(x)), baselines.resize_upscale(lq, 4, "bicubic"))
+
+
+def _run(tmp_path, steps):
+    out = tmp_path / f"s{steps}"
+    rc = probe.main(["--out", str(out), "--steps", str(steps), "--frames", "2", "--channels", "8", "--blocks", "1",
+                     "--hq-size", "32", "--clip-frames", "2", "--check-batches", "1", "--clips", "carphone",
+                     "--heldout-frames", "2", "--set", "data.num_workers=0", "--lr", "1e-2"])
+    assert rc == 0
+    return json.loads((out / "probe.json").read_text())
+
+
+def test_cli_rows(tmp_path):
+    untrained, trained = _run(tmp_path, 0), _run(tmp_path, 3)
+    for rows in (untrained["psnr"], trained["psnr"]):
+        assert set(rows) == {"training content (loader seed 7)", "held-out clips (mean)"}
+    assert untrained["heldout"]["carphone"]["probe"] == untrained["heldout"]["carphone"]["bicubic"]
+    assert trained["steps"] == 3 and trained["config"]["data"]["degradation"] == "light"
+    assert trained["heldout"]["carphone"]["probe"] != trained["heldout"]["carphone"]["bicubic"]
+    assert trained["heldout"]["carphone"]["bicubic"] == untrained["heldout"]["carphone"]["bicubic"]
+
+
+def test_bad_source_is_one_line(tmp_path, capsys):
+    rc = probe.main(["--out", str(tmp_path), "--steps", "1", "--set", f"data.sources={tmp_path}/missing"])
+    assert rc == 2 and "no such file or folder" in capsys.readouterr().err
