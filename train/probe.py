@@ -112,7 +112,7 @@ def run(args) -> int:
     cfg = config.get_config(args.preset, ["data.degradation=light", *args.overrides])
     heldout = data.heldout_clips(args.clips)
     os.makedirs(args.out, exist_ok=True)
-    s = 4
+    s = cfg.stream.upscale
     model = ProbeSR(args.frames, scale=s, channels=args.channels, blocks=args.blocks, rngs=nnx.Rngs(args.seed))
     opt = nnx.Optimizer(model, optax.adam(args.lr), wrt=nnx.Param)
     graph, state = nnx.split((model, opt))
@@ -145,25 +145,26 @@ def run(args) -> int:
         x = stack_causal(jnp.asarray(lq_u8[None], jnp.float32) / 255.0, args.frames)
         return np.concatenate([to_uint8(forward(state_m, x[i:i + 6])) for i in range(0, len(x), 6)])
 
+    def score(lq, gt):  # uint8 LQ and GT clips -> {"probe", "bicubic", "lanczos": PSNR}
+        return {"probe": metrics.psnr(restore(lq), gt),
+                **{m: metrics.psnr(baselines.resize_upscale(lq, s, m), gt) for m in ("bicubic", "lanczos")}}
+
+    def mean(scores):
+        return {m: float(np.mean([v[m] for v in scores])) for m in ("probe", "bicubic", "lanczos")}
+
     rows = {}
     if args.check_batches:
-        scores = {"probe": [], "bicubic": [], "lanczos": []}
+        scores = []
         with data.make_loader(cfg.data, seed=7, num_batches=args.check_batches, **loader_kw) as loader:
             for batch, _ in loader:
-                lq, hq = to_uint8(batch["lq"]), to_uint8(batch["hq"])
-                for b in range(len(lq)):
-                    scores["probe"].append(metrics.psnr(restore(lq[b]), hq[b]))
-                    for m in ("bicubic", "lanczos"):
-                        scores[m].append(metrics.psnr(baselines.resize_upscale(lq[b], s, m), hq[b]))
-        rows["training content (loader seed 7)"] = {m: float(np.mean(v)) for m, v in scores.items()}
+                scores += [score(lq, hq) for lq, hq in zip(to_uint8(batch["lq"]), to_uint8(batch["hq"]))]
+        rows["training content (loader seed 7)"] = mean(scores)
     per_clip = {}
     for name, gt in tqdm(heldout.items(), desc="held-out", file=sys.stderr):
         gt = evaluate.mod_crop(gt[:args.heldout_frames], s)
         lq, _ = evaluate.make_lq(gt, args.degrade, evaluate.clip_seed(0, name))
-        per_clip[name] = {"probe": metrics.psnr(restore(lq), gt),
-                          **{m: metrics.psnr(baselines.resize_upscale(lq, s, m), gt) for m in ("bicubic", "lanczos")}}
-    rows["held-out clips (mean)"] = {m: float(np.mean([v[m] for v in per_clip.values()]))
-                                     for m in ("probe", "bicubic", "lanczos")}
+        per_clip[name] = score(lq, gt)
+    rows["held-out clips (mean)"] = mean(per_clip.values())
     result = {"args": vars(args), "config": {"data": dataclasses.asdict(cfg.data)}, "train_seconds": train_s,
               "steps": len(losses), "final_loss_mean_50": float(np.mean(losses[-50:])) if losses else None,
               "psnr": rows, "heldout": per_clip}
