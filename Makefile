@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quality test test-all bench setup clean train-default
+.PHONY: demo quality test test-all bench setup clean train-default photos
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ bench: $(STAMP)
 		--set model.dim=128 --resolutions 1080p,1440p,4k --out bench_out
 	$(BIN)/python -m infer.benchmark dit --preset small --set model.window=16,16 --set model.num_layers=2 \
 		--set model.num_heads=2 --set model.dim=128 --set model.ffn_dim=512 --resolutions 1080p,1440p --out bench_out
+
+# Real training photographs: 37 camera photos from four pinned Debian wallpaper packages (about 168 MB of
+# downloads from deb.debian.org, SHA-256 checked), downscaled into data/photos with their licences in SOURCES.json.
+PHOTOS := data/photos
+photos: $(PHOTOS)/SOURCES.json
+$(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py
+	$(BIN)/python -m train.photos --out $(PHOTOS)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
 # bundled data with the "light" degradation, in 7 runs: a plain ReAE, then the same ReAE made residual

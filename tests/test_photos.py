@@ -1,0 +1,104 @@
+"""swiftvr_jax/photos.py: reads members out of real .deb files (built by dpkg-deb), checks hashes, writes
+downscaled PNGs whose pixels match a numpy block mean, and records the sources."""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from swiftvr_jax import photos
+from train import photos as photos_cli
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build test packages")
+
+
+def _jpeg(rng, w, h) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _build_deb(tmp_path, name, files: dict[str, bytes], compression="xz") -> str:
+    root = tmp_path / f"{name}-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: t <t@example.org>\nDescription: test\n")
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    deb = str(tmp_path / f"{name}_1.0-1_all.deb")
+    subprocess.run(["dpkg-deb", f"-Z{compression}", "--root-owner-group", "--build", str(root), deb],
+                   check=True, capture_output=True)
+    return deb
+
+
+@pytest.mark.parametrize("compression", ["xz", "gzip"])
+def test_deb_members_reads_what_dpkg_packed(tmp_path, compression):
+    files = {"usr/share/backgrounds/a.jpg": b"first", "usr/share/backgrounds/sub/b.bin": bytes(range(256)) * 3}
+    deb = _build_deb(tmp_path, "pkg", files, compression)
+    listed = subprocess.run(["dpkg-deb", "-c", deb], check=True, capture_output=True, text=True).stdout
+    members = [line.split()[-1] for line in listed.splitlines() if not line.endswith("/")]
+    assert sorted(members) == sorted("./" + k for k in files)  # the names dpkg-deb -c prints
+    got = photos.deb_members(deb, members)
+    assert {k[2:]: v for k, v in got.items()} == files
+    with pytest.raises(photos.PhotoError, match="has no file"):
+        photos.deb_members(deb, ["./usr/share/missing.jpg"])
+    (tmp_path / "junk.deb").write_bytes(b"not a package")
+    with pytest.raises(photos.PhotoError, match="not a Debian package"):
+        photos.deb_members(str(tmp_path / "junk.deb"), members)
+
+
+def _fake_table(monkeypatch, tmp_path, rng):
+    """Point PACKAGES/PHOTOS at one locally built package served from a file:// mirror."""
+    mirror = tmp_path / "mirror"
+    pool = "pool/main/t/testpkg/testpkg_1.0-1_all.deb"
+    jpg = _jpeg(rng, 330, 240)
+    deb = _build_deb(tmp_path, "testpkg", {"usr/share/backgrounds/big.jpg": jpg,
+                                           "usr/share/backgrounds/small.jpg": _jpeg(rng, 60, 40)})
+    (mirror / os.path.dirname(pool)).mkdir(parents=True)
+    shutil.copy(deb, mirror / pool)
+    sha = hashlib.sha256(open(deb, "rb").read()).hexdigest()
+    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": ("1.0-1", pool, os.path.getsize(deb), sha)})
+    monkeypatch.setattr(photos, "PHOTOS", (
+        ("big", "testpkg", "./usr/share/backgrounds/big.jpg", "A. Author", "CC0-1.0"),
+        ("small", "testpkg", "./usr/share/backgrounds/small.jpg", "B. Author", "CC-BY-4.0")))
+    return f"file://{mirror}", jpg
+
+
+def test_prepare_photos_downscales_by_block_mean_and_records_sources(tmp_path, monkeypatch):
+    mirror, jpg = _fake_table(monkeypatch, tmp_path, np.random.default_rng(0))
+    out = tmp_path / "photos"
+    records = photos.prepare_photos(str(out), max_side=110, mirror=mirror)
+    big = np.asarray(Image.open(out / "big.png"))
+    assert big.shape == (80, 110, 3)  # 330x240 by exactly 3
+    src = np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")).astype(np.float64)
+    ref = src.reshape(80, 3, 110, 3, 3).mean(axis=(1, 3))  # 3x3 block mean
+    assert np.abs(big - ref).max() <= 1.0  # PIL rounds in fixed point
+    small = np.asarray(Image.open(out / "small.png"))
+    assert small.shape == (40, 60, 3)  # already under max_side: kept as decoded
+    sources = json.loads((out / "SOURCES.json").read_text())
+    assert sources["photos"] == records
+    assert [(r["name"], r["licence"], r["size"], r["original_size"]) for r in records] == [
+        ("big", "CC0-1.0", [110, 80], [330, 240]), ("small", "CC-BY-4.0", [60, 40], [60, 40])]
+    assert os.path.exists(out / "debs" / "testpkg_1.0-1_all.deb")  # kept: a second run downloads nothing
+    shutil.rmtree(tmp_path / "mirror")
+    assert photos.prepare_photos(str(out), max_side=110, mirror=mirror) == records
+
+
+def test_bad_checksum_and_bad_mirror_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    mirror, _ = _fake_table(monkeypatch, tmp_path, np.random.default_rng(1))
+    version, pool, size, _ = photos.PACKAGES["testpkg"]
+    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": (version, pool, size, "0" * 64)})
+    with pytest.raises(photos.PhotoError, match="expected 0000"):
+        photos.fetch_deb("testpkg", str(tmp_path / "cache"), mirror=mirror)
+    assert os.listdir(tmp_path / "cache") == []  # the bad download is not left behind
+    rc = photos_cli.main(["--out", str(tmp_path / "o"), "--mirror", f"file://{tmp_path}/nowhere"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train.photos: cannot download") and "\n" not in err
