@@ -34,11 +34,12 @@ bench: $(STAMP)
 	$(BIN)/python -m infer.benchmark dit --preset small --set model.window=16,16 --set model.num_layers=2 \
 		--set model.num_heads=2 --set model.dim=128 --set model.ffn_dim=512 --resolutions 1080p,1440p --out bench_out
 
-# Real training photographs: 37 camera photos from four pinned Debian wallpaper packages (about 168 MB of
-# downloads from deb.debian.org, SHA-256 checked), downscaled into data/photos with their licences in SOURCES.json.
+# Real training photographs: 344 camera photos from 38 pinned Debian and Ubuntu wallpaper packages (about
+# 690 MB of downloads from deb.debian.org and archive.ubuntu.com, SHA-256 checked), downscaled into
+# data/photos with their licences in SOURCES.json (the list: swiftvr_jax/photos.tsv).
 PHOTOS := data/photos
 photos: $(PHOTOS)/SOURCES.json
-$(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py
+$(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 	$(BIN)/python -m train.photos --out $(PHOTOS)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the

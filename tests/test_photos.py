@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -15,7 +16,7 @@ from PIL import Image
 from swiftvr_jax import photos
 from train import photos as photos_cli
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build test packages")
+needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build test packages")
 
 
 def _jpeg(rng, w, h) -> bytes:
@@ -38,7 +39,8 @@ def _build_deb(tmp_path, name, files: dict[str, bytes], compression="xz") -> str
     return deb
 
 
-@pytest.mark.parametrize("compression", ["xz", "gzip"])
+@needs_dpkg
+@pytest.mark.parametrize("compression", ["xz", "zstd", "gzip"])
 def test_deb_members_reads_what_dpkg_packed(tmp_path, compression):
     files = {"usr/share/backgrounds/a.jpg": b"first", "usr/share/backgrounds/sub/b.bin": bytes(range(256)) * 3}
     deb = _build_deb(tmp_path, "pkg", files, compression)
@@ -54,27 +56,34 @@ def test_deb_members_reads_what_dpkg_packed(tmp_path, compression):
         photos.deb_members(str(tmp_path / "junk.deb"), members)
 
 
-def _fake_table(monkeypatch, tmp_path, rng):
-    """Point PACKAGES/PHOTOS at one locally built package served from a file:// mirror."""
-    mirror = tmp_path / "mirror"
-    pool = "pool/main/t/testpkg/testpkg_1.0-1_all.deb"
-    jpg = _jpeg(rng, 330, 240)
-    deb = _build_deb(tmp_path, "testpkg", {"usr/share/backgrounds/big.jpg": jpg,
-                                           "usr/share/backgrounds/small.jpg": _jpeg(rng, 60, 40)})
-    (mirror / os.path.dirname(pool)).mkdir(parents=True)
+def _serve(tmp_path, archive, name, files):
+    """Build package `name` and put it into a file:// mirror of `archive`; returns (mirror URL, PACKAGES entry)."""
+    mirror = tmp_path / f"mirror-{archive}"
+    pool = f"pool/main/{name[0]}/{name}/{name}_1.0-1_all.deb"
+    deb = _build_deb(tmp_path, name, files, "zstd" if archive == "ubuntu" else "xz")
+    (mirror / os.path.dirname(pool)).mkdir(parents=True, exist_ok=True)
     shutil.copy(deb, mirror / pool)
     sha = hashlib.sha256(open(deb, "rb").read()).hexdigest()
-    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": ("1.0-1", pool, os.path.getsize(deb), sha)})
+    return f"file://{mirror}", (archive, "1.0-1", pool, os.path.getsize(deb), sha)
+
+
+def _fake_table(monkeypatch, tmp_path, rng):
+    """Point PACKAGES/PHOTOS at one locally built package served from a file:// mirror."""
+    jpg = _jpeg(rng, 330, 240)
+    mirror, entry = _serve(tmp_path, "debian", "testpkg", {"usr/share/backgrounds/big.jpg": jpg,
+                                                           "usr/share/backgrounds/small.jpg": _jpeg(rng, 60, 40)})
+    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": entry})
     monkeypatch.setattr(photos, "PHOTOS", (
         ("big", "testpkg", "./usr/share/backgrounds/big.jpg", "A. Author", "CC0-1.0"),
         ("small", "testpkg", "./usr/share/backgrounds/small.jpg", "B. Author", "CC-BY-4.0")))
-    return f"file://{mirror}", jpg
+    return mirror, jpg
 
 
+@needs_dpkg
 def test_prepare_photos_downscales_by_block_mean_and_records_sources(tmp_path, monkeypatch):
     mirror, jpg = _fake_table(monkeypatch, tmp_path, np.random.default_rng(0))
     out = tmp_path / "photos"
-    records = photos.prepare_photos(str(out), max_side=110, mirror=mirror)
+    records = photos.prepare_photos(str(out), max_side=110, mirrors={"debian": mirror})
     big = np.asarray(Image.open(out / "big.png"))
     assert big.shape == (80, 110, 3)  # 330x240 by exactly 3
     src = np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")).astype(np.float64)
@@ -87,18 +96,56 @@ def test_prepare_photos_downscales_by_block_mean_and_records_sources(tmp_path, m
     assert [(r["name"], r["licence"], r["size"], r["original_size"]) for r in records] == [
         ("big", "CC0-1.0", [110, 80], [330, 240]), ("small", "CC-BY-4.0", [60, 40], [60, 40])]
     assert os.path.exists(out / "debs" / "testpkg_1.0-1_all.deb")  # kept: a second run downloads nothing
-    shutil.rmtree(tmp_path / "mirror")
-    assert photos.prepare_photos(str(out), max_side=110, mirror=mirror) == records
+    shutil.rmtree(tmp_path / "mirror-debian")
+    assert photos.prepare_photos(str(out), max_side=110, mirrors={"debian": mirror}) == records
 
 
+@needs_dpkg
 def test_bad_checksum_and_bad_mirror_are_one_line_errors(tmp_path, monkeypatch, capsys):
     mirror, _ = _fake_table(monkeypatch, tmp_path, np.random.default_rng(1))
-    version, pool, size, _ = photos.PACKAGES["testpkg"]
-    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": (version, pool, size, "0" * 64)})
+    archive, version, pool, size, _ = photos.PACKAGES["testpkg"]
+    monkeypatch.setattr(photos, "PACKAGES", {"testpkg": (archive, version, pool, size, "0" * 64)})
     with pytest.raises(photos.PhotoError, match="expected 0000"):
-        photos.fetch_deb("testpkg", str(tmp_path / "cache"), mirror=mirror)
+        photos.fetch_deb("testpkg", str(tmp_path / "cache"), mirrors={"debian": mirror})
     assert os.listdir(tmp_path / "cache") == []  # the bad download is not left behind
     rc = photos_cli.main(["--out", str(tmp_path / "o"), "--mirror", f"file://{tmp_path}/nowhere"])
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("train.photos: cannot download") and "\n" not in err
+
+
+@needs_dpkg
+def test_each_archive_has_its_own_mirror_and_can_be_chosen(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    deb_mirror, deb_entry = _serve(tmp_path, "debian", "dpkg1", {"usr/share/a.jpg": _jpeg(rng, 40, 30)})
+    ubu_mirror, ubu_entry = _serve(tmp_path, "ubuntu", "upkg1", {"usr/share/b.jpg": _jpeg(rng, 50, 20)})
+    monkeypatch.setattr(photos, "PACKAGES", {"dpkg1": deb_entry, "upkg1": ubu_entry})
+    monkeypatch.setattr(photos, "PHOTOS", (("a", "dpkg1", "./usr/share/a.jpg", "A", "CC0-1.0"),
+                                           ("b", "upkg1", "./usr/share/b.jpg", "B", "CC-BY-SA-3.0")))
+    # Each package comes from its own archive's mirror: swapping the two mirrors breaks both downloads.
+    assert photos.mirror_for("upkg1", {"ubuntu": ubu_mirror}) == ubu_mirror
+    assert photos.mirror_for("dpkg1", {"ubuntu": ubu_mirror}) == photos.ARCHIVES["debian"]
+    with pytest.raises(photos.PhotoError, match="cannot download"):
+        photos.fetch_deb("upkg1", str(tmp_path / "c0"), mirrors={"ubuntu": deb_mirror})
+    only = photos.prepare_photos(str(tmp_path / "u"), mirrors={"ubuntu": ubu_mirror}, archives=["ubuntu"])
+    assert [(r["name"], r["archive"], r["size"]) for r in only] == [("b", "ubuntu", [50, 20])]
+    assert sorted(os.listdir(tmp_path / "u")) == ["SOURCES.json", "b.png", "debs"]
+    rc = photos_cli.main(["--out", str(tmp_path / "all"), "--mirror", deb_mirror, "--mirror", f"ubuntu={ubu_mirror}"])
+    assert rc == 0
+    sources = json.loads((tmp_path / "all" / "SOURCES.json").read_text())
+    assert sources["mirrors"] == {"debian": deb_mirror, "ubuntu": ubu_mirror}
+    assert [r["name"] for r in sources["photos"]] == ["a", "b"]
+
+
+def test_photo_table_is_consistent():
+    """The shipped table: unique file-safe names, every row's package pinned, every pinned package used."""
+    names = [row[0] for row in photos.PHOTOS]
+    assert len(names) == len(set(names)) == 344
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n) for n in names)
+    assert {row[1] for row in photos.PHOTOS} == set(photos.PACKAGES)
+    assert {entry[0] for entry in photos.PACKAGES.values()} == set(photos.ARCHIVES)
+    assert all(len(entry[4]) == 64 and entry[2].startswith("pool/") for entry in photos.PACKAGES.values())
+    assert all(row[2].startswith("./usr/share/") and row[3] for row in photos.PHOTOS)
+    assert {row[4] for row in photos.PHOTOS} <= {"CC0-1.0", "CC-BY-2.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA",
+                                                  "CC-BY-SA-2.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "GPL-2+",
+                                                  "LGPL-3.0"}
