@@ -43,10 +43,11 @@ $(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 	$(BIN)/python -m train.photos --out $(PHOTOS)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 7 runs: a plain ReAE, then the same ReAE made residual
+# bundled data with the "light" degradation, in 8 runs: a plain ReAE, then the same ReAE made residual
 # (its decoder corrects the upsampled input), the flow teacher, the MFSWA student, the joint
-# fine-tuning, and two more fine-tunings with decoder blocks that see each upsampled LQ frame
-# (reae.cond_blocks, on a bicubic base). Every run resumes from its checkpoints in RUNS, so interrupting and re-running
+# fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
+# (reae.cond_blocks, on a bicubic base), and a last fine-tuning that adds the real photographs of
+# `make photos`. Every run resumes from its checkpoints in RUNS, so interrupting and re-running
 # `make train-default` continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
 # its weights stay in runs/default-16x).
@@ -59,7 +60,7 @@ DEFAULT_SET := --preset small $(REAE_$(VARIANT)) --set data.degradation=light --
 RESIDUAL := $(DEFAULT_SET) --set reae.residual=true
 COND := $(RESIDUAL) --set reae.cond_blocks=2 --set reae.residual_resize=cubic
 TRAIN := $(BIN)/python -m train.train
-train-default: $(STAMP)
+train-default: $(STAMP) $(PHOTOS)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
 	$(TRAIN) --stage reae     $(RESIDUAL) --workdir $(RUNS)/reae-residual --init $(RUNS)/reae/export --steps 1500 \
@@ -77,8 +78,12 @@ train-default: $(STAMP)
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-cond2 --init $(RUNS)/finetune-cond/export --steps 800 \
 		--set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 		--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-photos --init $(RUNS)/finetune-cond2/export \
+		--steps 800 --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 \
+		--set train.checkpoint_every=100 --set train.gan_weight=0 --set train.temporal_weight=1.0 \
+		--set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS) --export-dtype float16
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-cond2/export/config.json $(RUNS)/finetune-cond2/export/model.safetensors \
+		cp $(RUNS)/finetune-photos/export/config.json $(RUNS)/finetune-photos/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
