@@ -59,6 +59,9 @@ RUNS ?= $(RUNS_$(VARIANT))
 DEFAULT_SET := --preset small $(REAE_$(VARIANT)) --set data.degradation=light --set train.seed=0
 RESIDUAL := $(DEFAULT_SET) --set reae.residual=true
 COND := $(RESIDUAL) --set reae.cond_blocks=2 --set reae.residual_resize=cubic
+# The settings that finetune-cond2 and finetune-photos share.
+COND_FT := --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
+	--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
 TRAIN := $(BIN)/python -m train.train
 train-default: $(STAMP) $(PHOTOS)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
@@ -76,12 +79,9 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json
 		--set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 		--set train.gan_weight=0.002 --set train.temporal_weight=0.5 --export-dtype float16
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-cond2 --init $(RUNS)/finetune-cond/export --steps 800 \
-		--set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
-		--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
-	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-photos --init $(RUNS)/finetune-cond2/export \
-		--steps 800 --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 \
-		--set train.checkpoint_every=100 --set train.gan_weight=0 --set train.temporal_weight=1.0 \
-		--set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS) --export-dtype float16
+		$(COND_FT)
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-photos --init $(RUNS)/finetune-cond2/export --steps 800 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS)
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
 		cp $(RUNS)/finetune-photos/export/config.json $(RUNS)/finetune-photos/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
