@@ -28,6 +28,15 @@ def test_untrained_probe_is_bicubic():
     np.testing.assert_array_equal(probe.to_uint8(model(x)), baselines.resize_upscale(lq, 4, "bicubic"))
 
 
+def test_detail_matches_a_loop():
+    frames = np.random.default_rng(2).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    g = frames.astype(np.float64).mean(-1) / 255.0
+    right = [abs(g[t, y, x + 1] - g[t, y, x]) for t in range(2) for y in range(5) for x in range(6)]
+    down = [abs(g[t, y + 1, x] - g[t, y, x]) for t in range(2) for y in range(4) for x in range(7)]
+    assert abs(probe.detail(frames) - (np.mean(right) + np.mean(down))) < 1e-12
+    assert probe.detail(np.full((1, 4, 4, 3), 77, np.uint8)) == 0.0
+
+
 def _run(tmp_path, steps):
     out = tmp_path / f"s{steps}"
     rc = probe.main(["--out", str(out), "--steps", str(steps), "--frames", "2", "--channels", "8", "--blocks", "1",
@@ -45,6 +54,7 @@ def test_cli_rows(tmp_path):
     assert trained["steps"] == 3 and trained["config"]["data"]["degradation"] == "light"
     assert trained["heldout"]["carphone"]["probe"] != trained["heldout"]["carphone"]["bicubic"]
     assert trained["heldout"]["carphone"]["bicubic"] == untrained["heldout"]["carphone"]["bicubic"]
+    assert trained["heldout"]["carphone"]["detail"] == untrained["heldout"]["carphone"]["detail"] > 0
 
 
 def test_bad_source_is_one_line(tmp_path, capsys):

@@ -8,7 +8,8 @@ pixel shuffle, zero-initialised output on a bicubic base, so it starts as bicubi
 `--frames` causal LQ frames, trains with L1 on the project's own loader (the same sources,
 degradation and example order as `swiftvr-train`), then reports PSNR against bicubic and Lanczos
 on fresh training-content batches (a different loader seed) and on the held-out real clips
-degraded as `infer.quality` degrades them. A large in-domain gain with a small held-out gain says
+degraded as `infer.quality` degrades them, with the mean detail of their HQ frames (`detail`:
+mean absolute neighbour difference). A large in-domain gain with a small held-out gain says
 the data, not the model or the steps, limits held-out quality. Writes OUT/probe.json (resolved
 config and results) and prints a table.
 """
@@ -62,6 +63,15 @@ def stack_causal(lq, frames: int):
     padded = jnp.concatenate([jnp.repeat(lq[:, :1], frames - 1, axis=1), lq], axis=1)
     x = jnp.concatenate([padded[:, i:i + t] for i in range(frames)], axis=-1)
     return x.reshape(-1, *x.shape[2:])
+
+
+def detail(frames: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (right and down) of the RGB mean, in [0, 1].
+
+    frames: uint8 [..., H, W, 3]. How much fine structure a crop holds: a flat sky scores near 0.
+    """
+    g = frames.astype(np.float64).mean(-1) / 255.0
+    return float(np.abs(np.diff(g, axis=-1)).mean() + np.abs(np.diff(g, axis=-2)).mean())
 
 
 def to_uint8(x) -> np.ndarray:
@@ -145,12 +155,12 @@ def run(args) -> int:
         x = stack_causal(jnp.asarray(lq_u8[None], jnp.float32) / 255.0, args.frames)
         return np.concatenate([to_uint8(forward(state_m, x[i:i + 6])) for i in range(0, len(x), 6)])
 
-    def score(lq, gt):  # uint8 LQ and GT clips -> {"probe", "bicubic", "lanczos": PSNR}
-        return {"probe": metrics.psnr(restore(lq), gt),
+    def score(lq, gt):  # uint8 LQ and GT clips -> {"probe", "bicubic", "lanczos": PSNR, "detail": of gt}
+        return {"probe": metrics.psnr(restore(lq), gt), "detail": detail(gt),
                 **{m: metrics.psnr(baselines.resize_upscale(lq, s, m), gt) for m in ("bicubic", "lanczos")}}
 
     def mean(scores):
-        return {m: float(np.mean([v[m] for v in scores])) for m in ("probe", "bicubic", "lanczos")}
+        return {m: float(np.mean([v[m] for v in scores])) for m in ("probe", "bicubic", "lanczos", "detail")}
 
     rows = {}
     if args.check_batches:
@@ -171,10 +181,10 @@ def run(args) -> int:
     with open(os.path.join(args.out, "probe.json"), "w") as f:
         json.dump(result, f, indent=1, default=str)
     print(f"\nPSNR (dB), {len(losses)} steps, {args.frames} frame(s), {train_s:.0f} s of training")
-    print(f"{'':34s} {'probe':>7s} {'bicubic':>8s} {'lanczos':>8s} {'gain vs bicubic':>16s}")
+    print(f"{'':34s} {'probe':>7s} {'bicubic':>8s} {'lanczos':>8s} {'gain vs bicubic':>16s} {'HQ detail':>10s}")
     for label, r in rows.items():
         print(f"{label:34s} {r['probe']:7.2f} {r['bicubic']:8.2f} {r['lanczos']:8.2f} "
-              f"{r['probe'] - r['bicubic']:+16.2f}")
+              f"{r['probe'] - r['bicubic']:+16.2f} {r['detail']:10.4f}")
     print(f"wrote {os.path.join(args.out, 'probe.json')}")
     return 0
 
