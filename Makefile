@@ -43,11 +43,11 @@ $(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 	$(BIN)/python -m train.photos --out $(PHOTOS)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 8 runs: a plain ReAE, then the same ReAE made residual
+# bundled data with the "light" degradation, in 9 runs and an average: a plain ReAE, then the same ReAE made residual
 # (its decoder corrects the upsampled input), the flow teacher, the MFSWA student, the joint
 # fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
-# (reae.cond_blocks, on a bicubic base), and a last fine-tuning that adds the real photographs of
-# `make photos`. Every run resumes from its checkpoints in RUNS, so interrupting and re-running
+# (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
+# one more on them shrunk up to 6x (data.image_downscale=6), and the mean of those two (train.soup). Every run resumes from its checkpoints in RUNS, so interrupting and re-running
 # `make train-default` continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
 # its weights stay in runs/default-16x).
@@ -82,9 +82,11 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json
 		$(COND_FT)
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-photos --init $(RUNS)/finetune-cond2/export --steps 800 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS)
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-ds6 --init $(RUNS)/finetune-photos/export --steps 700 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS) --set data.image_downscale=6
+	$(BIN)/python -m train.soup --out $(RUNS)/soup $(RUNS)/finetune-photos/export $(RUNS)/finetune-ds6/export
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-photos/export/config.json $(RUNS)/finetune-photos/export/model.safetensors \
-		swiftvr_jax/weights/default/; fi
+		cp $(RUNS)/soup/config.json $(RUNS)/soup/model.safetensors $(RUNS)/soup/soup.json swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
