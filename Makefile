@@ -43,12 +43,13 @@ $(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 	$(BIN)/python -m train.photos --out $(PHOTOS)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 9 runs and an average: a plain ReAE, then the same ReAE made residual
-# (its decoder corrects the upsampled input), the flow teacher, the MFSWA student, the joint
-# fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
+# bundled data with the "light" degradation, in 9 runs and an average: a plain ReAE, then the same
+# ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
+# the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
-# one more on them shrunk up to 6x (data.image_downscale=6), and the mean of those two (train.soup). Every run resumes from its checkpoints in RUNS, so interrupting and re-running
-# `make train-default` continues where it stopped.
+# one more on them shrunk up to 6x (data.image_downscale=6), and the mean of those two (train.soup).
+# Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
+# continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
 # its weights stay in runs/default-16x).
 VARIANT ?= 8x
