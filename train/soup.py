@@ -62,8 +62,8 @@ def soup(inputs: list[str], weights: list[float], out: str) -> dict:
     mean = {k: sum(wi * np.asarray(p[k], np.float64) for wi, p in zip(w, params)) for k in params[0]}
     load_flat_params(models[0], mean, what="soup")
     save_pretrained(models[0], cfgs[0], out, dtype=dtype)
-    record = {"inputs": inputs, "weights": w.tolist(), "sha256": [_sha256(os.path.join(p, WEIGHTS_NAME)) for p in inputs],
-              "tensors": len(mean)}
+    sha = [_sha256(os.path.join(p, WEIGHTS_NAME)) for p in inputs]
+    record = {"inputs": inputs, "weights": w.tolist(), "sha256": sha, "tensors": len(mean)}
     with open(os.path.join(out, "soup.json"), "w") as f:
         json.dump(record, f, indent=1)
     return record
