@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quality test test-all bench setup clean train-default photos
+.PHONY: demo quality test test-all bench setup clean train-default photos footage
 
 setup: $(STAMP)
 
@@ -41,6 +41,14 @@ PHOTOS := data/photos
 photos: $(PHOTOS)/SOURCES.json
 $(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 	$(BIN)/python -m train.photos --out $(PHOTOS)
+
+# Real training video: 15 camera videos (2,642 frames) that 8 pinned Debian packages ship as samples (about
+# 223 MB from deb.debian.org, SHA-256 checked), as downscaled frame folders in data/footage with a manifest of
+# 32-frame segments (footage.json) and their licences in SOURCES.json (the list: swiftvr_jax/footage.py).
+FOOTAGE := data/footage
+footage: $(FOOTAGE)/SOURCES.json
+$(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
+	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
 # bundled data with the "light" degradation, in 9 runs and an average: a plain ReAE, then the same

@@ -171,23 +171,30 @@ class PhotoError(Exception):
     """A download, checksum or archive problem, with what to do about it."""
 
 
-def mirror_for(package: str, mirrors: Mapping[str, str] | None = None) -> str:
-    """The mirror URL `package` is fetched from: mirrors[its archive] if given, else ARCHIVES[its archive]."""
-    archive = PACKAGES[package][0]
+def mirror_for(package: str, mirrors: Mapping[str, str] | None = None, *,
+               packages: Mapping[str, tuple] | None = None) -> str:
+    """The mirror URL `package` is fetched from: mirrors[its archive] if given, else ARCHIVES[its archive].
+
+    packages: the pin table `package` is in (default PACKAGES).
+    """
+    archive = (PACKAGES if packages is None else packages)[package][0]
     return (mirrors or {}).get(archive) or ARCHIVES[archive]
 
 
-def fetch_deb(package: str, cache: str, *, mirrors: Mapping[str, str] | None = None) -> str:
+def fetch_deb(package: str, cache: str, *, mirrors: Mapping[str, str] | None = None,
+              packages: Mapping[str, tuple] | None = None) -> str:
     """Path of `package`'s pinned .deb in `cache`, downloaded from its archive unless a verified copy is there.
 
     mirrors: {archive: URL} overriding ARCHIVES, e.g. {"debian": "http://ftp.de.debian.org/debian"}.
+    packages: the pin table {package: (archive, version, pool path, size, SHA-256)} (default PACKAGES).
     """
-    archive, version, pool, size, sha256 = PACKAGES[package]
+    packages = PACKAGES if packages is None else packages
+    archive, version, pool, size, sha256 = packages[package]
     path = os.path.join(cache, os.path.basename(pool))
     if os.path.exists(path) and _sha256(path) == sha256:
         return path
     os.makedirs(cache, exist_ok=True)
-    url = f"{mirror_for(package, mirrors).rstrip('/')}/{pool}"
+    url = f"{mirror_for(package, mirrors, packages=packages).rstrip('/')}/{pool}"
     partial = os.path.join(cache, "." + os.path.basename(pool) + ".partial")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as f:

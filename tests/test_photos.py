@@ -1,5 +1,6 @@
-"""swiftvr_jax/photos.py: reads members out of real .deb files (built by dpkg-deb), checks hashes, writes
-downscaled PNGs whose pixels match a numpy block mean, and records the sources."""
+"""swiftvr_jax/photos.py and footage.py: read members out of real .deb files (built by dpkg-deb), check
+hashes, write downscaled PNGs (photos; every frame of a video) whose pixels match a numpy block mean, and
+record the sources; footage's manifest of segments loads as training clips."""
 
 import hashlib
 import io
@@ -9,11 +10,14 @@ import re
 import shutil
 import subprocess
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from swiftvr_jax import photos
+from swiftvr_jax import footage, photos
+from swiftvr_jax.data import scan_sources
+from train import footage as footage_cli
 from train import photos as photos_cli
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb to build test packages")
@@ -149,3 +153,67 @@ def test_photo_table_is_consistent():
     assert {row[4] for row in photos.PHOTOS} <= {"CC0-1.0", "CC-BY-2.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA",
                                                   "CC-BY-SA-2.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "GPL-2+",
                                                   "LGPL-3.0"}
+
+
+def test_segments_spread_evenly_and_keep_short_videos_whole():
+    assert footage.segments(70, 8, 3) == [(0, 8), (32, 40), (56, 64)]  # 8 pieces, the 1st, 4th (3.5 -> 4), 8th
+    assert footage.segments(70, 8, 10) == [(k * 8, k * 8 + 8) for k in range(8)]
+    assert footage.segments(15, 8, 10) == [(0, 15)]  # fewer than two pieces: all frames
+    assert footage.segments(16, 8, 10) == [(0, 8), (8, 16)]
+
+
+def _lossless_video(frames) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mov") as container:
+        stream = container.add_stream("png", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb24"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return buf.getvalue()
+
+
+@needs_dpkg
+def test_prepare_footage_writes_block_mean_frames_and_a_loadable_manifest(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(3)
+    long = rng.integers(0, 256, (70, 36, 48, 3), dtype=np.uint8)
+    short = rng.integers(0, 256, (10, 20, 24, 3), dtype=np.uint8)
+    mirror, entry = _serve(tmp_path, "debian", "vidpkg", {"usr/share/v/long.mov": _lossless_video(long),
+                                                          "usr/share/v/short.mov": _lossless_video(short)})
+    monkeypatch.setattr(footage, "PACKAGES", {"vidpkg": entry})
+    monkeypatch.setattr(footage, "FOOTAGE", (
+        ("long", "vidpkg", "./usr/share/v/long.mov", 3, "MIT", "noise"),
+        ("short", "vidpkg", "./usr/share/v/short.mov", 1, "GPL-3", "noise")))
+    out = tmp_path / "footage"
+    assert footage_cli.main(["--out", str(out), "--mirror", mirror, "--segment", "8", "--max-segments", "3"]) == 0
+    assert "2 videos, 80 frames, 4 segments" in capsys.readouterr().out
+    assert sorted(os.listdir(out / "long")) == [f"{i:05d}.png" for i in range(70)]
+    for i in (0, 69):  # every frame is the 3x3 block mean of the decoded (lossless) frame
+        got = np.asarray(Image.open(out / "long" / f"{i:05d}.png")).astype(np.float64)
+        ref = long[i].astype(np.float64).reshape(12, 3, 16, 3, 3).mean(axis=(1, 3))
+        assert got.shape == (12, 16, 3) and np.abs(got - ref).max() <= 1.0
+    assert np.array_equal(np.asarray(Image.open(out / "short" / "00009.png")), short[9])
+    manifest = json.loads((out / "footage.json").read_text())
+    assert [(e["path"], e["start"], e["stop"]) for e in manifest] == [
+        ("long", 0, 8), ("long", 32, 40), ("long", 56, 64), ("short", 0, 10)]
+    clips, failures = scan_sources([f"manifest:{out / 'footage.json'}"])
+    assert failures == []
+    assert [(c.kind, c.size, c.start, c.num_frames, c.split) for c in clips] == [
+        ("frames", (12, 16), 0, 8, "train"), ("frames", (12, 16), 32, 8, "train"),
+        ("frames", (12, 16), 56, 8, "train"), ("frames", (20, 24), 0, 10, "train")]
+    sources = json.loads((out / "SOURCES.json").read_text())
+    assert [(r["name"], r["frames"], r["size"], r["licence"]) for r in sources["videos"]] == [
+        ("long", 70, [16, 12], "MIT"), ("short", 10, [24, 20], "GPL-3")]
+    monkeypatch.setattr(footage, "PACKAGES", {"vidpkg": entry[:4] + ("0" * 64,)})
+    assert footage_cli.main(["--out", str(tmp_path / "bad"), "--mirror", mirror]) == 2
+    assert capsys.readouterr().err.startswith("train.footage: ")
+
+
+def test_footage_table_is_consistent():
+    """The shipped table: unique file-safe names, every row's package pinned, every pinned package used."""
+    names = [row[0] for row in footage.FOOTAGE]
+    assert len(names) == len(set(names)) == 15
+    assert all(re.fullmatch(r"[a-z0-9]+", n) for n in names)
+    assert {row[1] for row in footage.FOOTAGE} == set(footage.PACKAGES)
+    assert all(e[0] == "debian" and len(e[4]) == 64 and e[2].startswith("pool/main/") for e in footage.PACKAGES.values())
+    assert all(row[2].startswith("./usr/") and row[3] >= 1 and row[4] for row in footage.FOOTAGE)
