@@ -215,5 +215,6 @@ def test_footage_table_is_consistent():
     assert len(names) == len(set(names)) == 15
     assert all(re.fullmatch(r"[a-z0-9]+", n) for n in names)
     assert {row[1] for row in footage.FOOTAGE} == set(footage.PACKAGES)
-    assert all(e[0] == "debian" and len(e[4]) == 64 and e[2].startswith("pool/main/") for e in footage.PACKAGES.values())
+    assert all(e[0] == "debian" and len(e[4]) == 64 and e[2].startswith("pool/main/")
+               for e in footage.PACKAGES.values())
     assert all(row[2].startswith("./usr/") and row[3] >= 1 and row[4] for row in footage.FOOTAGE)
