@@ -51,11 +51,12 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 9 runs and an average: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 10 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
-# one more on them shrunk up to 6x (data.image_downscale=6), and the mean of those two (train.soup).
+# one more on them shrunk up to 6x (data.image_downscale=6), the mean of those two (train.soup), a
+# fine-tuning of that mean on the real videos of `make footage`, and the mean of it and its start.
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -72,7 +73,7 @@ COND := $(RESIDUAL) --set reae.cond_blocks=2 --set reae.residual_resize=cubic
 COND_FT := --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 	--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
 TRAIN := $(BIN)/python -m train.train
-train-default: $(STAMP) $(PHOTOS)/SOURCES.json
+train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
 	$(TRAIN) --stage reae     $(RESIDUAL) --workdir $(RUNS)/reae-residual --init $(RUNS)/reae/export --steps 1500 \
@@ -94,8 +95,11 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-ds6 --init $(RUNS)/finetune-photos/export --steps 700 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,images:$(PHOTOS) --set data.image_downscale=6
 	$(BIN)/python -m train.soup --out $(RUNS)/soup $(RUNS)/finetune-photos/export $(RUNS)/finetune-ds6/export
-	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/soup/config.json $(RUNS)/soup/model.safetensors $(RUNS)/soup/soup.json swiftvr_jax/weights/default/; fi
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-footage --init $(RUNS)/soup --steps 700 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,manifest:$(FOOTAGE)/footage.json
+	$(BIN)/python -m train.soup --out $(RUNS)/soup-footage $(RUNS)/soup $(RUNS)/finetune-footage/export
+	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && cp $(RUNS)/soup-footage/config.json \
+		$(RUNS)/soup-footage/model.safetensors $(RUNS)/soup-footage/soup.json swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
