@@ -19,6 +19,7 @@ near-duplicates across packages.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
@@ -278,6 +279,12 @@ def prepare_photos(out: str, *, cache: str | None = None, max_side: int = 2048,
     return records
 
 
+def licence_counts(records: Sequence[Mapping[str, Any]]) -> str:
+    """'2 CC0-1.0, 1 MIT': how many SOURCES.json records carry each licence, licences sorted."""
+    counts = collections.Counter(r["licence"] for r in records)
+    return ", ".join(f"{n} {lic}" for lic, n in sorted(counts.items()))
+
+
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -286,5 +293,5 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-__all__ = ["ARCHIVES", "PACKAGES", "PHOTOS", "PhotoError", "deb_members", "fetch_deb", "load_photos", "mirror_for",
-           "prepare_photos"]
+__all__ = ["ARCHIVES", "PACKAGES", "PHOTOS", "PhotoError", "deb_members", "fetch_deb", "licence_counts", "load_photos",
+           "mirror_for", "prepare_photos"]

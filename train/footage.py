@@ -12,11 +12,10 @@ OUT/<video>/<frame>.png, a manifest of 32-frame segments OUT/footage.json and OU
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 
 from swiftvr_jax.footage import prepare_footage
-from swiftvr_jax.photos import PhotoError
+from swiftvr_jax.photos import PhotoError, licence_counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except PhotoError as e:
         print(f"train.footage: {e}", file=sys.stderr)
         return 2
-    licences = collections.Counter(r["licence"] for r in records)
     print(f"footage: {len(records)} videos, {sum(r['frames'] for r in records)} frames, "
           f"{sum(r['segments'] for r in records)} segments in {args.out} ("
-          + ", ".join(f"{n} {lic}" for lic, n in sorted(licences.items())) + "); sources in SOURCES.json")
+          + licence_counts(records) + "); sources in SOURCES.json")
     return 0
 
 

