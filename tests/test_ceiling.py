@@ -29,9 +29,10 @@ def _clip(frames=9):
 
 def test_a_decoder_that_adds_nothing_scores_bicubic_on_every_row():
     gt, lq = _clip()
-    rows = ceiling.stage_psnrs(_pipe(zero_decoder=True), gt, lq)
+    pipe = _pipe(zero_decoder=True)
+    rows = ceiling.stage_psnrs(pipe, gt, lq)
     t, lag = 8, 3  # 9 frames -> 8 (time factor 4); the tiny ReAE's decoder lags 3 frames
-    assert _pipe(True).model.reae.frames_to_trim == lag
+    assert pipe.model.reae.frames_to_trim == lag
     bicubic = metrics.psnr(baselines.resize_upscale(lq, 4, "bicubic")[: t - lag], gt[: t - lag])
     # A misaligned row (output frame i scored against ground-truth frame i + lag) would differ.
     assert metrics.psnr(baselines.resize_upscale(lq, 4, "bicubic")[lag:t], gt[: t - lag]) != bicubic
