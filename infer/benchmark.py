@@ -45,8 +45,11 @@ def time_call(fn, *args, warmup: int = 1, repeats: int = 3) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
-def matmul_gflops(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-    """Measured dense n x n matmul throughput in GFLOP/s: the reference ceiling."""
+def matmul_gflops(n: int | None = None, dtype=jnp.float32, repeats: int = 5) -> float:
+    """Measured dense n x n matmul throughput in GFLOP/s: the reference ceiling.
+
+    n defaults to 2048 on CPU and 8192 on accelerators (smaller products leave a GPU idle)."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
     f = jax.jit(lambda a: a @ a)
     t = time_call(f, a, warmup=2, repeats=repeats)["median_s"]
@@ -83,9 +86,16 @@ def _skip_reason(mode, tokens, heads, max_mem_gb):
     return None
 
 
+def _out_of_memory(e: Exception) -> bool:
+    return "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower()
+
+
 def bench_attention(cfg, args) -> list[dict]:
+    from swiftvr_jax.models.dit import attention_implementation
+
     heads, hd = cfg.model.num_heads, cfg.model.head_dim
     dtype = jnp.dtype(cfg.model.dtype)
+    impl = attention_implementation(cfg.model)
     rows = []
     for res in args.resolutions:
         h, w = RESOLUTIONS[res]
@@ -95,7 +105,8 @@ def bench_attention(cfg, args) -> list[dict]:
         q, k, v = (jnp.asarray(rng.standard_normal((1, tokens, heads, hd)), dtype) for _ in range(3))
         per_mode = {}
         for mode in args.modes:
-            row = {"resolution": res, "grid": f"{args.frames}x{h}x{w}", "mode": mode, "tokens": tokens}
+            row = {"resolution": res, "grid": f"{args.frames}x{h}x{w}", "mode": mode, "tokens": tokens,
+                   "impl": impl or "xla"}
             reason = _skip_reason(mode, tokens, heads, args.max_mem_gb)
             if reason:
                 row["note"] = reason
@@ -103,9 +114,17 @@ def bench_attention(cfg, args) -> list[dict]:
                 continue
             # Unshifted and shifted layers alternate in the DiT: time one of each.
             f = jax.jit(lambda q, k, v, mode=mode: (
-                attention(q, k, v, mode=mode, grid=grid, window=cfg.model.window, shift=False)
-                + attention(q, k, v, mode=mode, grid=grid, window=cfg.model.window, shift=mode != "full")))
-            t = time_call(f, q, k, v, warmup=args.warmup, repeats=args.repeats)
+                attention(q, k, v, mode=mode, grid=grid, window=cfg.model.window, shift=False, implementation=impl)
+                + attention(q, k, v, mode=mode, grid=grid, window=cfg.model.window, shift=mode != "full",
+                            implementation=impl)))
+            try:
+                t = time_call(f, q, k, v, warmup=args.warmup, repeats=args.repeats)
+            except Exception as e:  # an accelerator's memory: record it and go on with the other modes
+                if not _out_of_memory(e):
+                    raise
+                row["note"] = "out of device memory"
+                rows.append(row)
+                continue
             flops = sum(attention_flops(mode, grid, cfg.model.window, s and mode != "full", heads, hd) for s in (False, True))
             row.update(ms=1e3 * t["median_s"] / 2, gflops=flops / t["median_s"] / 1e9)
             per_mode[mode] = row
@@ -129,7 +148,7 @@ def dit_linear_flops(cfg, tokens: int) -> float:
 def bench_dit(cfg, args) -> list[dict]:
     from flax import nnx
 
-    from swiftvr_jax.models.dit import DiT
+    from swiftvr_jax.models.dit import DiT, attention_implementation
 
     rows = []
     m = cfg.model
@@ -142,7 +161,8 @@ def bench_dit(cfg, args) -> list[dict]:
         text = jnp.zeros((1, m.text_len, m.text_dim), jnp.float32)
         per_mode = {}
         for mode in args.modes:
-            row = {"resolution": res, "grid": f"{args.frames}x{h}x{w}", "mode": mode, "tokens": tokens}
+            row = {"resolution": res, "grid": f"{args.frames}x{h}x{w}", "mode": mode, "tokens": tokens,
+                   "impl": attention_implementation(m) or "xla"}
             reason = _skip_reason(mode, tokens, m.num_heads, args.max_mem_gb)
             if reason:
                 row["note"] = reason
@@ -152,10 +172,18 @@ def bench_dit(cfg, args) -> list[dict]:
             graphdef, state = nnx.split(DiT(mcfg, rngs=nnx.Rngs(0)))
             kv = jax.jit(lambda s, t: nnx.merge(graphdef, s).cross_kv(t))(state, text)
             f = jax.jit(lambda s, x, kv: nnx.merge(graphdef, s)(x, 1000.0, cross_kv=kv))
-            t0 = time.perf_counter()
-            f.lower(state, x, kv).compile()
-            compile_s = time.perf_counter() - t0
-            t = time_call(f, state, x, kv, warmup=args.warmup, repeats=args.repeats)
+            try:
+                t0 = time.perf_counter()
+                f.lower(state, x, kv).compile()
+                compile_s = time.perf_counter() - t0
+                t = time_call(f, state, x, kv, warmup=args.warmup, repeats=args.repeats)
+            except Exception as e:
+                if not _out_of_memory(e):
+                    raise
+                row["note"] = "out of device memory"
+                rows.append(row)
+                del state, f
+                continue
             attn = sum(attention_flops(mode, grid, m.window, i % 2 == 1 and mode != "full", m.num_heads, m.head_dim)
                        for i in range(m.num_layers))
             flops = attn + dit_linear_flops(cfg, tokens)
@@ -239,10 +267,10 @@ def _compile_seconds(pipe, lq_hw, upscale: int, clip_len: int) -> float:
     for frames, trim in ((clip_len + pipe.time_factor, pipe.time_factor - 1), (clip_len, 0)):
         x = jax.ShapeDtypeStruct((1, frames, *lq_hw, 3), jnp.uint8)
         t0 = time.perf_counter()
-        z = jax.eval_shape(lambda p, s, x: pipe.encode_step(p, s, x, out_hw=out_hw), pipe.reae_state, enc, x)[0]
+        z, _, x_up = jax.eval_shape(lambda p, s, x: pipe.encode_step(p, s, x, out_hw=out_hw), pipe.reae_state, enc, x)
         pipe.encode_step.lower(pipe.reae_state, enc, x, out_hw=out_hw).compile()
         pipe.dit_step.lower(pipe.dit_state, z, pipe.cross_kv, jnp.int32(0)).compile()
-        pipe.decode_step.lower(pipe.reae_state, dec, z, out_hw=out_hw, trim=trim).compile()
+        pipe.decode_step.lower(pipe.reae_state, dec, z, x_up, out_hw=out_hw, trim=trim).compile()
         total += time.perf_counter() - t0
     return total
 
@@ -328,7 +356,7 @@ def main(argv=None) -> int:
     m = cfg.model
     note = (f"preset {cfg.preset}: dim {m.dim}, {m.num_layers} layers, {m.num_heads} heads x {m.head_dim}, "
             f"window {m.window}, {m.dtype}; overrides {args.overrides or 'none'}")
-    cols = [("res", "resolution", ""), ("grid", "grid", ""), ("mode", "mode", ""), ("ms", "ms", ".1f"),
+    cols = [("res", "resolution", ""), ("grid", "grid", ""), ("mode", "mode", ""), ("impl", "impl", ""), ("ms", "ms", ".1f"),
             ("x mfswa", "ratio_vs_mfswa", ".2f"), ("GFLOP/s", "gflops", ".1f")]
     if args.what == "dit":
         cols.append(("compile s", "compile_s", ".1f"))
