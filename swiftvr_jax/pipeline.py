@@ -76,6 +76,11 @@ def padded_size(h: int, w: int, multiple: int) -> tuple[int, int]:
     return -(-h // multiple) * multiple, -(-w // multiple) * multiple
 
 
+def _divisor(n: int, k: int) -> int:
+    """The largest divisor of n that is at most k (0 stays 0: the whole chunk at once)."""
+    return max((d for d in range(1, min(n, k) + 1) if n % d == 0), default=0)
+
+
 class StreamSession:
     """One causal restoration stream: feed frames with `step`, finish with `flush`.
 
@@ -236,6 +241,7 @@ class SwiftVRPipeline:
         timestep = cfg.stream.timestep
         residual = cfg.reae.residual  # the decoder adds its output to the upsampled input (x_up)
         residual_resize = cfg.reae.residual_resize
+        per_step = cfg.stream.reae_latents_per_step
 
         @functools.partial(jax.jit, static_argnames=("out_hw",), donate_argnums=(1,))
         def encode_step(params, enc_state, frames, *, out_hw):
@@ -244,7 +250,8 @@ class SwiftVRPipeline:
             ph, pw = padded_size(*out_hw, self.pad_multiple)
             pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - out_hw[0]), (0, pw - out_hw[1]), (0, 0)))
             x_up = pad(upsample(x, out_hw))
-            z, enc_state = reae.encode(x_up, enc_state)
+            k = _divisor(x_up.shape[1] // self.time_factor, per_step)
+            z, enc_state = reae.encode(x_up, enc_state, latents_per_step=k)
             if residual and residual_resize != "bilinear":
                 x_up = pad(upsample(x, out_hw, residual_resize))
             return z, enc_state, (x_up if residual else None)
@@ -257,7 +264,7 @@ class SwiftVRPipeline:
         @functools.partial(jax.jit, static_argnames=("out_hw", "trim"), donate_argnums=(1,))
         def decode_step(params, dec_state, z, x_up, *, out_hw, trim):
             reae = nnx.merge(reae_graph, params)
-            x, dec_state = reae.decode(z, dec_state, x_up)
+            x, dec_state = reae.decode(z, dec_state, x_up, latents_per_step=_divisor(z.shape[1], per_step))
             x = x[:, trim:, : out_hw[0], : out_hw[1]]
             return jnp.round(x * 255.0).astype(jnp.uint8), dec_state
 

@@ -252,6 +252,37 @@ def test_chunked_equals_whole_clip(tiny, chunks):
     assert float(jnp.std(y)) > 0.05  # the comparison is not between constant frames
 
 
+@pytest.mark.parametrize("per_step", [1, 2])
+def test_latents_per_step_equals_whole_chunk(tiny, per_step):
+    """Running a chunk group by group through the memory (lax.scan) gives the whole-chunk result
+    and the same memory for the next chunk."""
+    model, _, _, x, z = tiny  # x: 16 frames -> 4 latents
+    graphdef, params = nnx.split(model)
+    enc = jax.jit(lambda p, x, s: nnx.merge(graphdef, p).encode(x, s, latents_per_step=per_step))
+    dec = jax.jit(lambda p, z, s: nnx.merge(graphdef, p).decode(z, s, latents_per_step=per_step))
+    s0 = model.init_encoder_state(B, H, W)
+    zg, sg = enc(params, x, s0)
+    zw, sw = model.encode(x, s0)
+    np.testing.assert_allclose(zg, zw, atol=1e-5, rtol=0)
+    for a, b in zip(jax.tree.leaves(sg), jax.tree.leaves(sw)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    d0 = model.init_decoder_state(B, *z.shape[2:4])
+    yg, _ = dec(params, z, d0)
+    yw, _ = model.decode(z, d0)
+    np.testing.assert_allclose(yg, yw, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="must divide"):
+        model.decode(z[:, :3], d0, latents_per_step=2)
+
+
+def test_residual_latents_per_step_equals_whole_chunk(residual):
+    model, dec, z, x = residual
+    s0 = model.init_decoder_state(B, H // 16, W // 16)
+    yw, sw = dec(z, s0, x)
+    yg, sg = model.decode(z, s0, x, latents_per_step=1)
+    np.testing.assert_allclose(yg, yw, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(sg[-1][0], sw[-1][0], atol=0, rtol=0)  # the lag line carries on
+
+
 def test_causality(tiny):
     model, enc, dec, x, z = tiny
     x2 = x.at[:, 9:].set(jax.random.uniform(jax.random.key(7), x[:, 9:].shape))  # change frames >= 9

@@ -97,6 +97,31 @@ def _run_blocks(blocks, x: jax.Array, pasts: tuple[jax.Array, ...]) -> tuple[jax
     return x, tuple(new_pasts)
 
 
+def _scan_time_groups(step, state, arrays: tuple[jax.Array, ...], groups: int):
+    """Run `step(state, *group) -> (out, state)` over `groups` equal time slices of `arrays`
+    (each `[B, T, ...]`) one after another with `lax.scan`; returns (outs joined on time, state)."""
+    def split(a):  # [B, T, ...] -> [groups, B, T/groups, ...]
+        return jnp.moveaxis(a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:]), 1, 0)
+
+    def body(carry, xs):
+        out, carry = step(carry, *xs)
+        return carry, out
+
+    state, outs = jax.lax.scan(body, state, tuple(split(a) for a in arrays))
+    outs = jnp.moveaxis(outs, 0, 1)
+    return outs.reshape(outs.shape[0], -1, *outs.shape[3:]), state
+
+
+def _groups(latents: int, latents_per_step: int, where: str) -> int:
+    """How many sequential steps a chunk of `latents` latent frames takes (1 = all at once)."""
+    if latents_per_step <= 0 or latents_per_step >= latents:
+        return 1
+    if latents % latents_per_step:
+        raise ValueError(f"ReAE.{where}: latents_per_step={latents_per_step} must divide the chunk's "
+                         f"{latents} latent frames")
+    return latents // latents_per_step
+
+
 class TPool(nnx.Module):
     """Temporal pooling: `stride` consecutive frames concatenated on channels, 1x1 conv back to C."""
 
@@ -276,13 +301,17 @@ class ReAE(nnx.Module):
 
     # ---- encode / decode ---------------------------------------------------------------------
 
-    def encode(self, x: jax.Array, state: ReAEState) -> tuple[jax.Array, ReAEState]:
+    def encode(self, x: jax.Array, state: ReAEState, *, latents_per_step: int = 0) -> tuple[jax.Array, ReAEState]:
         """Encode one chunk of pixels, carrying memory from the previous chunk.
 
         Args:
           x: `[B, T, H, W, 3]` pixels in [0, 1]; T a multiple of `time_factor`, H and W
              multiples of `space_factor`.
           state: from `init_encoder_state(B, H, W)` or the previous `encode`.
+          latents_per_step: 0 runs the whole chunk through each layer at once; k > 0 runs it
+             k latent frames (k * time_factor pixel frames) at a time through the memory, one
+             after another. The result is the same (the memory is causal and TPool never pools
+             across a group), and activation memory shrinks with k: large frames need it.
         Returns:
           z `[B, T/time_factor, H/space_factor, W/space_factor, latent_channels]` and the new state.
         """
@@ -294,6 +323,9 @@ class ReAE(nnx.Module):
                              f"{self.time_factor} (pad the stream's end by repeating its last frame)")
         self._check_size(h, w)
         self._check_state(state, self._encoder_state_shapes(b, h, w), "encode", "init_encoder_state")
+        groups = _groups(t // self.time_factor, latents_per_step, "encode")
+        if groups > 1:
+            return _scan_time_groups(lambda s, xg: self.encode(xg, s), state, (x,), groups)
         x = pixel_unshuffle(x.astype(self.dtype), self.cfg.pixel_shuffle)  # [B, T, H/2, W/2, 12]
         x = jax.nn.relu(self.enc_in(x))
         new_state = []
@@ -302,7 +334,8 @@ class ReAE(nnx.Module):
             new_state.append(pasts)
         return self.enc_out(x), tuple(new_state)
 
-    def decode(self, z: jax.Array, state: ReAEState, inputs: jax.Array | None = None) -> tuple[jax.Array, ReAEState]:
+    def decode(self, z: jax.Array, state: ReAEState, inputs: jax.Array | None = None, *,
+               latents_per_step: int = 0) -> tuple[jax.Array, ReAEState]:
         """Decode one chunk of latents, carrying memory from the previous chunk.
 
         Args:
@@ -312,6 +345,8 @@ class ReAE(nnx.Module):
              pixels in [0, 1] that this chunk's output corrects, frame-aligned with the encoder
              input the latents came from (the upsampled LQ in the pipeline); output frame i adds
              inputs frame i - frames_to_trim, continuing across chunks through the state.
+          latents_per_step: as in `encode`: 0 decodes the whole chunk at once, k > 0 k latent
+             frames at a time (same result, less activation memory).
         Returns:
           pixels `[B, t*time_factor, h*space_factor, w*space_factor, 3]` in [0, 1] (the first
           `frames_to_trim` frames of a stream's first decode are warm-up; the caller drops them)
@@ -328,6 +363,12 @@ class ReAE(nnx.Module):
                 raise ValueError(f"ReAE.decode: a residual ReAE needs `inputs` of shape {expected} (the pixels "
                                  f"the latents were encoded from), got "
                                  f"{None if inputs is None else tuple(inputs.shape)}")
+        groups = _groups(t, latents_per_step, "decode")
+        if groups > 1:
+            if self.cfg.residual:
+                return _scan_time_groups(lambda s, zg, ig: self.decode(zg, s, ig), state, (z, inputs), groups)
+            return _scan_time_groups(lambda s, zg: self.decode(zg, s), state, (z,), groups)
+        if self.cfg.residual:
             # The lag-frame delay line: skip frame i is inputs frame i - lag (from the state before 0).
             line = jnp.concatenate([state[-1][0], inputs.astype(self.dtype)], axis=1)
             skip, tail = line[:, :expected[1]], line[:, expected[1]:]
