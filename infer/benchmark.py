@@ -356,8 +356,8 @@ def main(argv=None) -> int:
     m = cfg.model
     note = (f"preset {cfg.preset}: dim {m.dim}, {m.num_layers} layers, {m.num_heads} heads x {m.head_dim}, "
             f"window {m.window}, {m.dtype}; overrides {args.overrides or 'none'}")
-    cols = [("res", "resolution", ""), ("grid", "grid", ""), ("mode", "mode", ""), ("impl", "impl", ""), ("ms", "ms", ".1f"),
-            ("x mfswa", "ratio_vs_mfswa", ".2f"), ("GFLOP/s", "gflops", ".1f")]
+    cols = [("res", "resolution", ""), ("grid", "grid", ""), ("mode", "mode", ""), ("impl", "impl", ""),
+            ("ms", "ms", ".1f"), ("x mfswa", "ratio_vs_mfswa", ".2f"), ("GFLOP/s", "gflops", ".1f")]
     if args.what == "dit":
         cols.append(("compile s", "compile_s", ".1f"))
     if args.what == "stream":

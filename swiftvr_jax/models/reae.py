@@ -311,7 +311,7 @@ class ReAE(nnx.Module):
           latents_per_step: 0 runs the whole chunk through each layer at once; k > 0 runs it
              k latent frames (k * time_factor pixel frames) at a time through the memory, one
              after another. The result is the same (the memory is causal and TPool never pools
-             across a group), and activation memory shrinks with k: large frames need it.
+             across a group), and the smaller k, the less activation memory: large frames need it.
         Returns:
           z `[B, T/time_factor, H/space_factor, W/space_factor, latent_channels]` and the new state.
         """
