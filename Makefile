@@ -44,7 +44,8 @@ $(PHOTOS)/SOURCES.json: $(STAMP) swiftvr_jax/photos.py swiftvr_jax/photos.tsv
 
 # Real training video: 15 camera videos (2,642 frames) that 8 pinned Debian packages ship as samples (about
 # 223 MB from deb.debian.org, SHA-256 checked), as downscaled frame folders in data/footage with a manifest of
-# 32-frame segments (footage.json) and their licences in SOURCES.json (the list: swiftvr_jax/footage.py).
+# 32-frame segments (footage.json) and their licences in SOURCES.json (the list: swiftvr_jax/footage.py);
+# and 9 more (4,764 frames, about 138 MB from Debian, Ubuntu and PyPI) with their own manifest, footage-more.json.
 FOOTAGE := data/footage
 footage: $(FOOTAGE)/SOURCES.json
 $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 
 import av
 import numpy as np
@@ -178,14 +179,19 @@ def test_prepare_footage_writes_block_mean_frames_and_a_loadable_manifest(tmp_pa
     rng = np.random.default_rng(3)
     long = rng.integers(0, 256, (70, 36, 48, 3), dtype=np.uint8)
     short = rng.integers(0, 256, (10, 20, 24, 3), dtype=np.uint8)
-    mirror, entry = _serve(tmp_path, "debian", "vidpkg", {"usr/share/v/long.mov": _lossless_video(long),
-                                                          "usr/share/v/short.mov": _lossless_video(short)})
-    monkeypatch.setattr(footage, "PACKAGES", {"vidpkg": entry})
-    monkeypatch.setattr(footage, "FOOTAGE", (
-        ("long", "vidpkg", "./usr/share/v/long.mov", 3, "MIT", "noise"),
-        ("short", "vidpkg", "./usr/share/v/short.mov", 1, "GPL-3", "noise")))
+    mirror, entry = _serve(tmp_path, "debian", "vidpkg", {"usr/share/v/long.mov": _lossless_video(long)})
+    wheel = tmp_path / "mirror-pypi" / "ab" / "cd" / "vid-1.0-py3-none-any.whl"  # a wheel is a zip file
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("vid/short.mov", _lossless_video(short))
+    wheel_entry = ("pypi", "1.0", "ab/cd/vid-1.0-py3-none-any.whl", wheel.stat().st_size,
+                   hashlib.sha256(wheel.read_bytes()).hexdigest())
+    monkeypatch.setattr(footage, "PACKAGES", {"vidpkg": entry, "vid": wheel_entry})
+    monkeypatch.setattr(footage, "FOOTAGE", (("long", "vidpkg", "./usr/share/v/long.mov", 3, "MIT", "noise"),))
+    monkeypatch.setattr(footage, "FOOTAGE_MORE", (("short", "vid", "vid/short.mov", 1, "GPL-3", "noise"),))
     out = tmp_path / "footage"
-    assert footage_cli.main(["--out", str(out), "--mirror", mirror, "--segment", "8", "--max-segments", "3"]) == 0
+    assert footage_cli.main(["--out", str(out), "--mirror", mirror, "--mirror", f"pypi=file://{tmp_path}/mirror-pypi",
+                             "--segment", "8", "--max-segments", "3"]) == 0
     assert "2 videos, 80 frames, 4 segments" in capsys.readouterr().out
     assert sorted(os.listdir(out / "long")) == [f"{i:05d}.png" for i in range(70)]
     for i in (0, 69):  # every frame is the 3x3 block mean of the decoded (lossless) frame
@@ -193,17 +199,18 @@ def test_prepare_footage_writes_block_mean_frames_and_a_loadable_manifest(tmp_pa
         ref = long[i].astype(np.float64).reshape(12, 3, 16, 3, 3).mean(axis=(1, 3))
         assert got.shape == (12, 16, 3) and np.abs(got - ref).max() <= 1.0
     assert np.array_equal(np.asarray(Image.open(out / "short" / "00009.png")), short[9])
-    manifest = json.loads((out / "footage.json").read_text())
+    manifest = json.loads((out / "footage.json").read_text()) + json.loads((out / "footage-more.json").read_text())
     assert [(e["path"], e["start"], e["stop"]) for e in manifest] == [
         ("long", 0, 8), ("long", 32, 40), ("long", 56, 64), ("short", 0, 10)]
-    clips, failures = scan_sources([f"manifest:{out / 'footage.json'}"])
+    clips, failures = scan_sources([f"manifest:{out / 'footage.json'}", f"manifest:{out / 'footage-more.json'}"])
     assert failures == []
     assert [(c.kind, c.size, c.start, c.num_frames, c.split) for c in clips] == [
         ("frames", (12, 16), 0, 8, "train"), ("frames", (12, 16), 32, 8, "train"),
         ("frames", (12, 16), 56, 8, "train"), ("frames", (20, 24), 0, 10, "train")]
     sources = json.loads((out / "SOURCES.json").read_text())
-    assert [(r["name"], r["frames"], r["size"], r["licence"]) for r in sources["videos"]] == [
-        ("long", 70, [16, 12], "MIT"), ("short", 10, [24, 20], "GPL-3")]
+    assert [(r["name"], r["frames"], r["size"], r["licence"], r["manifest"]) for r in sources["videos"]] == [
+        ("long", 70, [16, 12], "MIT", "footage.json"), ("short", 10, [24, 20], "GPL-3", "footage-more.json")]
+    assert sources["mirrors"]["pypi"] == f"file://{tmp_path}/mirror-pypi"
     monkeypatch.setattr(footage, "PACKAGES", {"vidpkg": entry[:4] + ("0" * 64,)})
     assert footage_cli.main(["--out", str(tmp_path / "bad"), "--mirror", mirror]) == 2
     assert capsys.readouterr().err.startswith("train.footage: ")
@@ -211,10 +218,15 @@ def test_prepare_footage_writes_block_mean_frames_and_a_loadable_manifest(tmp_pa
 
 def test_footage_table_is_consistent():
     """The shipped table: unique file-safe names, every row's package pinned, every pinned package used."""
-    names = [row[0] for row in footage.FOOTAGE]
-    assert len(names) == len(set(names)) == 15
+    rows = footage.FOOTAGE + footage.FOOTAGE_MORE
+    names = [row[0] for row in rows]
+    assert len(footage.FOOTAGE) == 15 and len(names) == len(set(names)) == 24
     assert all(re.fullmatch(r"[a-z0-9]+", n) for n in names)
-    assert {row[1] for row in footage.FOOTAGE} == set(footage.PACKAGES)
-    assert all(e[0] == "debian" and len(e[4]) == 64 and e[2].startswith("pool/main/")
-               for e in footage.PACKAGES.values())
-    assert all(row[2].startswith("./usr/") and row[3] >= 1 and row[4] for row in footage.FOOTAGE)
+    assert {row[1] for row in rows} == set(footage.PACKAGES)
+    assert {row[1] for row in footage.FOOTAGE} & {row[1] for row in footage.FOOTAGE_MORE} == set()
+    for archive, _, path, size, sha in footage.PACKAGES.values():
+        assert archive in footage.FOOTAGE_ARCHIVES and len(sha) == 64 and size > 0
+        assert path.startswith(("pool/main/", "pool/universe/")) if archive != "pypi" else path.endswith(".whl")
+    for _, package, member, factor, licence, _ in rows:  # .deb members are tar paths, wheel members zip names
+        deb = footage.PACKAGES[package][0] != "pypi"
+        assert member.startswith("./usr/") == deb and factor >= 1 and licence

