@@ -23,7 +23,7 @@ from swiftvr_jax.photos import PhotoError, licence_counts
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.footage", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for the frame folders, footage.json and SOURCES.json")
-    parser.add_argument("--cache", help="folder for the .deb files (default OUT/debs)")
+    parser.add_argument("--cache", help="folder for the downloaded .deb and wheel files (default OUT/debs)")
     parser.add_argument("--mirror", action="append", default=[], metavar="[ARCHIVE=]URL",
                         help="mirror URL of an archive (debian, ubuntu, pypi); a bare URL is Debian's "
                              "(default http://deb.debian.org/debian)")
