@@ -8,7 +8,8 @@ same `--degrade`, `--seed` and clip seed, from all `--frames` frames), then scor
 the ground truth, mean over frames) as:
 
   base        the upsampled LQ frames a residual ReAE adds its output to (`reae.residual_resize`;
-              "cubic" is the bicubic baseline exactly); bilinear for a plain ReAE
+              "cubic" is the bicubic baseline exactly; plus its LQNet with `reae.base_blocks`);
+              bilinear for a plain ReAE
   no_dit      the ReAE decoding the latents of the LQ clip itself: the DiT skipped
   model       the whole streaming restorer (`SwiftVRPipeline.restore_frames`)
   hq_latents  the ReAE decoding the latents of the ground truth, with the same LQ input to its
@@ -67,7 +68,7 @@ def stage_psnrs(pipe: pipeline.SwiftVRPipeline, gt: np.ndarray, lq: np.ndarray) 
     pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - h), (0, pw - w), (0, 0)))
     lq_f = jnp.asarray(lq[:t], jnp.float32)[None] / 255.0
     x_lin = pad(upsample(lq_f, (h, w)))  # what the encoder sees, as in the pipeline
-    x_base = pad(upsample(lq_f, (h, w), rc.residual_resize)) if rc.residual else x_lin
+    x_base = pad(reae.residual_base(lq_f, (h, w))) if rc.residual else x_lin
     target = gt[: t - lag]
 
     def decode(x):  # whole-clip causal encode + decode from zero memory; frame i of the result is input i

@@ -241,6 +241,7 @@ class SwiftVRPipeline:
         timestep = cfg.stream.timestep
         residual = cfg.reae.residual  # the decoder adds its output to the upsampled input (x_up)
         residual_resize = cfg.reae.residual_resize
+        learned_base = cfg.reae.base_blocks > 0  # ReAE.residual_base adds its LQNet to the resize
         per_step = cfg.stream.reae_latents_per_step
 
         @functools.partial(jax.jit, static_argnames=("out_hw",), donate_argnums=(1,))
@@ -252,8 +253,8 @@ class SwiftVRPipeline:
             x_up = pad(upsample(x, out_hw))
             k = _divisor(x_up.shape[1] // self.time_factor, per_step)
             z, enc_state = reae.encode(x_up, enc_state, latents_per_step=k)
-            if residual and residual_resize != "bilinear":
-                x_up = pad(upsample(x, out_hw, residual_resize))
+            if residual and (residual_resize != "bilinear" or learned_base):
+                x_up = pad(reae.residual_base(x, out_hw))
             return z, enc_state, (x_up if residual else None)
 
         @jax.jit

@@ -48,7 +48,10 @@ def _reference_restore(model, frames, upscale, clip_len):
         if kind == "last":  # 4b+1 frames -> 4b+4 by repeating the last frame
             x = np.concatenate([x, np.repeat(x[-1:], 3, axis=0)])
         pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - H), (0, pw - W), (0, 0)))
-        base = pad(jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), model.reae.cfg.residual_resize))
+        base = jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), model.reae.cfg.residual_resize)
+        if model.reae.cfg.base_blocks:  # the learned base: its LQNet frame by frame
+            base = base + jnp.stack([model.reae.base_net(jnp.asarray(f)[None])[0] for f in x])[None]
+        base = pad(base)
         x = pad(jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), "bilinear"))
         z, enc = model.reae.encode(x, enc)
         k = z.shape[1]
@@ -87,14 +90,17 @@ def test_pipeline_equals_official_protocol_reference(pipe, t):
     assert diff.max() <= 1 and diff.mean() < 0.01  # jit vs eager rounding only
 
 
-@pytest.mark.parametrize("t,resize,cond_blocks", [(13, "bilinear", 0), (29, "bilinear", 0), (29, "cubic", 2)])
-def test_residual_pipeline_equals_reference(t, resize, cond_blocks):
+@pytest.mark.parametrize("t,resize,cond_blocks,base_blocks", [(13, "bilinear", 0, 0), (29, "bilinear", 0, 0),
+                                                               (29, "cubic", 2, 0), (17, "cubic", 2, 1)])
+def test_residual_pipeline_equals_reference(t, resize, cond_blocks, base_blocks):
     cfg = dataclasses.replace(CFG, reae=dataclasses.replace(CFG.reae, residual=True, residual_resize=resize,
-                                                            cond_blocks=cond_blocks))
+                                                            cond_blocks=cond_blocks, base_blocks=base_blocks,
+                                                            base_channels=8, base_scale=2))
     model = SwiftVR(cfg, rngs=nnx.Rngs(2))
-    if cond_blocks:  # trained-looking conditioning instead of the zero initialisation
-        for conv in [model.reae.dec_cond] + [b.conv3 for b in model.reae.dec_refine]:
-            conv.kernel[...] = 0.02 * jax.random.normal(jax.random.key(7), conv.kernel[...].shape)
+    # Trained-looking conditioning and base instead of their zero initialisation.
+    convs = [model.reae.dec_cond] + [b.conv3 for b in model.reae.dec_refine] if cond_blocks else []
+    for conv in convs + ([model.reae.base_net.up] if base_blocks else []):
+        conv.kernel[...] = 0.02 * jax.random.normal(jax.random.key(7), conv.kernel[...].shape)
     pipe = SwiftVRPipeline(model, cfg)
     frames = _frames(t, seed=5)
     got = pipe.restore_frames(frames, upscale=2, clip_len=8)

@@ -120,3 +120,44 @@ def test_residual_init_grows_zero_initialised_blocks(name):
     grown, _ = reae.decode(z, reae.init_decoder_state(1, 2, 2), x)
     np.testing.assert_array_equal(grown, trained)
     assert shapes(model) == shapes(SwiftVR(grown3, rngs=nnx.Rngs(1)))
+
+
+def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
+    import jax
+    from flax import nnx
+
+    from swiftvr_jax.config import ConfigError, get_config
+    from swiftvr_jax.models.swiftvr import SwiftVR
+    from swiftvr_jax.training.trainer import param_groups
+    from train import probe
+    from train.train import grow_decoder, load_base
+
+    common = ["reae.residual=true", "reae.residual_resize=cubic"]
+    residual = get_config("tiny", common)
+    based = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=8", "reae.base_scale=2"])
+    model = SwiftVR(residual, rngs=nnx.Rngs(0))
+    lq = jax.random.uniform(jax.random.key(1), (1, 3, 8, 10, 3))
+    before = model.reae.residual_base(lq, (16, 20))
+    with pytest.raises(ConfigError, match="base_blocks"):
+        load_base(model, str(tmp_path / "none.safetensors"))  # no base to load into yet
+    assert grow_decoder(model, residual, based, "x") == ["base_blocks"]
+    np.testing.assert_array_equal(model.reae.residual_base(lq, (16, 20)), before)  # zero output: no change yet
+    shapes = lambda m: jax.tree.map(lambda a: a.shape, param_groups(m))  # noqa: E731
+    assert shapes(model) == shapes(SwiftVR(based, rngs=nnx.Rngs(1)))
+    # A probe's saved network becomes the base: the base is then the probe's restoration, frame by frame.
+    trained = probe.ProbeSR(1, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3))
+    trained.net.up.kernel[...] = 0.05 * jax.random.normal(jax.random.key(4), trained.net.up.kernel[...].shape)
+    probe.save_lqnet(trained.net, str(tmp_path / "lqnet.safetensors"))
+    load_base(model, str(tmp_path / "lqnet.safetensors"))
+    got = np.asarray(model.reae.residual_base(lq, (16, 20)))[0]
+    want = np.stack([np.asarray(trained(lq[:, i]))[0] for i in range(3)])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - np.asarray(before)[0]).mean() > 1e-3
+    # An --init that already has a different base is refused; a wrong-shaped file too.
+    wider = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=16", "reae.base_scale=2"])
+    with pytest.raises(ConfigError, match="base_channels=8"):
+        grow_decoder(model, based, wider, "x")
+    other = probe.ProbeSR(1, scale=2, channels=16, blocks=1, rngs=nnx.Rngs(3))
+    probe.save_lqnet(other.net, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(Exception, match="shape"):
+        load_base(model, str(tmp_path / "wide.safetensors"))

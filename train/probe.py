@@ -12,6 +12,10 @@ degraded as `infer.quality` degrades them, with the mean detail of their HQ fram
 mean absolute neighbour difference). A large in-domain gain with a small held-out gain says
 the data, not the model or the steps, limits held-out quality. Writes OUT/probe.json (resolved
 config and results) and prints a table.
+
+With `--frames 1`, `--save` also writes the trained network (`lqnet.safetensors`, keys as in
+`LQNet`): the learned base of a residual ReAE with `reae.base_blocks` (see `swiftvr-train
+--init-base`). `--cosine` decays the learning rate to zero over the steps (constant otherwise).
 """
 
 from __future__ import annotations
@@ -30,31 +34,19 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
+from swiftvr_jax.models.lqnet import LQNet
+
 
 class ProbeSR(nnx.Module):
-    """x4 CNN on `frames` causal LQ frames: bicubic(newest frame) + pixel-shuffled residual."""
+    """x4 on `frames` causal LQ frames: bicubic(newest frame) + an `LQNet` residual (`.net`)."""
 
     def __init__(self, frames: int, *, scale: int = 4, channels: int = 64, blocks: int = 8, rngs: nnx.Rngs):
-        conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), rngs=rngs)  # noqa: E731
-        self.scale = scale
-        self.head = conv(3 * frames, channels)
-        self.blocks = nnx.List([nnx.List([conv(channels, channels), conv(channels, channels)])
-                                for _ in range(blocks)])
-        for _, second in self.blocks:  # small residual branches: a stable start without normalisation
-            second.kernel.set_value(second.kernel[...] * 0.1)
-        self.body = conv(channels, channels)
-        self.up = nnx.Conv(channels, 3 * scale * scale, (3, 3), kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.net = LQNet(frames, scale=scale, channels=channels, blocks=blocks, rngs=rngs)
 
     def __call__(self, lq):  # lq [N, h, w, 3 * frames] in [0, 1], newest frame last -> [N, h*s, w*s, 3]
         n, h, w, _ = lq.shape
-        s = self.scale
-        base = jax.image.resize(lq[..., -3:], (n, h * s, w * s, 3), "cubic")
-        x = self.head(lq * 2.0 - 1.0)
-        y = x
-        for first, second in self.blocks:
-            y = y + second(jax.nn.relu(first(y)))
-        r = self.up(self.body(y) + x)  # [N, h, w, s*s*3]
-        return base + r.reshape(n, h, w, s, s, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, 3)
+        s = self.net.scale
+        return jax.image.resize(lq[..., -3:], (n, h * s, w * s, 3), "cubic") + self.net(lq)
 
 
 def stack_causal(lq, frames: int):
@@ -78,6 +70,20 @@ def to_uint8(x) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+LQNET_FILE = "lqnet.safetensors"
+
+
+def save_lqnet(net: LQNet, path: str) -> None:
+    """Write an LQNet's parameters as float32 safetensors with their flat `LQNet` keys."""
+    from safetensors.numpy import save_file
+
+    from swiftvr_jax.models.swiftvr import flat_params
+
+    save_file({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(net).items()}, path,
+              metadata={"format": "swiftvr-jax-lqnet", "channels": str(net.head.out_features),
+                        "blocks": str(len(net.blocks)), "scale": str(net.scale)})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.probe", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output folder (probe.json)")
@@ -90,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-frames", type=int, default=8)
     p.add_argument("--hq-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over --steps")
+    p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors (needs --frames 1)")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="init and training-data seed")
@@ -106,6 +114,9 @@ def main(argv=None) -> int:
 
     if args.frames < 1 or args.steps < 0:
         print("error: --frames must be >= 1 and --steps >= 0", file=sys.stderr)
+        return 2
+    if args.save and args.frames != 1:
+        print("error: --save needs --frames 1 (a ReAE base sees one frame)", file=sys.stderr)
         return 2
     try:  # bad overrides, sources or clip names: one line, not a traceback
         return run(args)
@@ -124,7 +135,8 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     s = cfg.stream.upscale
     model = ProbeSR(args.frames, scale=s, channels=args.channels, blocks=args.blocks, rngs=nnx.Rngs(args.seed))
-    opt = nnx.Optimizer(model, optax.adam(args.lr), wrt=nnx.Param)
+    lr = optax.cosine_decay_schedule(args.lr, max(args.steps, 1)) if args.cosine else args.lr
+    opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     graph, state = nnx.split((model, opt))
 
     @jax.jit
@@ -148,6 +160,8 @@ def run(args) -> int:
                 losses.append(float(loss))
     train_s = time.time() - t0
     model, _ = nnx.merge(graph, state)
+    if args.save:
+        save_lqnet(model.net, os.path.join(args.out, LQNET_FILE))
     graph_m, state_m = nnx.split(model)
     forward = jax.jit(lambda st, x: nnx.merge(graph_m, st)(x))
 
@@ -185,7 +199,7 @@ def run(args) -> int:
     for label, r in rows.items():
         print(f"{label:34s} {r['probe']:7.2f} {r['bicubic']:8.2f} {r['lanczos']:8.2f} "
               f"{r['probe'] - r['bicubic']:+16.2f} {r['detail']:10.4f}")
-    print(f"wrote {os.path.join(args.out, 'probe.json')}")
+    print(f"wrote {os.path.join(args.out, 'probe.json')}" + (f" and {LQNET_FILE}" if args.save else ""))
     return 0
 
 

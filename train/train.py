@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--init", help="weight directory to start from (the previous stage's export)")
+    p.add_argument("--init-base", metavar="FILE",
+                   help="with --init: load the ReAE's LQNet base (reae.base_blocks) from an lqnet.safetensors "
+                        "written by `python -m train.probe --save`")
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps in this run")
     p.add_argument("--export", help="where to write the EMA inference weights (default WORKDIR/export)")
@@ -124,8 +127,31 @@ def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
             for join in joins:
                 setattr(reae, join, getattr(fresh, join))
         grown.append(name)
+    base = tuple(getattr(init_cfg.reae, k) for k in _BASE_FIELDS)
+    if base != tuple(getattr(cfg.reae, k) for k in _BASE_FIELDS):
+        if init_cfg.reae.base_blocks:
+            raise ConfigError(f"--init {path} has an LQNet base ({', '.join(f'reae.{k}={v}' for k, v in zip(_BASE_FIELDS, base))}); "
+                              "pass the same settings")
+        fresh = fresh or ReAE(cfg.reae, dtype=reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
+        reae.base_net = fresh.base_net  # zero-initialised output: the base is still the plain resize
+        grown.append("base_blocks")
     reae.cfg = cfg.reae
     return grown
+
+
+_BASE_FIELDS = ("base_blocks", "base_channels", "base_scale")
+
+
+def load_base(init_model, path: str) -> None:
+    """Copy an `lqnet.safetensors` (keys as in `LQNet`) into the ReAE's base network."""
+    from swiftvr_jax.config import ConfigError
+    from swiftvr_jax.convert import SafetensorsFile
+    from swiftvr_jax.models.swiftvr import load_flat_params
+
+    if not init_model.reae.cfg.base_blocks:
+        raise ConfigError("--init-base needs reae.base_blocks > 0 (and the same reae.base_channels and reae.base_scale "
+                          "as the file)")
+    load_flat_params(init_model.reae.base_net, SafetensorsFile(path), what=path)
 
 
 def main(argv=None) -> int:
@@ -137,6 +163,7 @@ def main(argv=None) -> int:
     from swiftvr_jax.checkpoint import Checkpointer, NonFiniteError
     from swiftvr_jax.config import ConfigError, get_config
     from swiftvr_jax.data import DataError, make_loader
+    from swiftvr_jax.convert import ConvertError
     from swiftvr_jax.models.swiftvr import WeightsError, load_pretrained, save_pretrained
     from swiftvr_jax.training.finetune import FinetuneTrainer
     from swiftvr_jax.training.trainer import Trainer, param_groups
@@ -160,15 +187,20 @@ def main(argv=None) -> int:
             for name in grow_decoder(init_model, init_cfg, cfg, args.init):
                 print(f"swiftvr-train: --init's decoder grows to reae.{name}={getattr(cfg.reae, name)} "
                       "(zero-initialised: same output until they train)", file=sys.stderr)
+            if args.init_base:
+                load_base(init_model, args.init_base)
+                print(f"swiftvr-train: the ReAE's LQNet base starts from {args.init_base}", file=sys.stderr)
             groups = param_groups(init_model)
         else:
+            if args.init_base:
+                raise ConfigError("--init-base needs --init (the weights the base joins)")
             groups = trainer.random_groups(cfg.train.seed)
         state, frozen = trainer.init(groups)
         loader = make_loader(cfg.data, split="train", clip_frames=cfg.train.clip_frames, hq_size=cfg.train.hq_size,
                              batch_size=cfg.train.batch_size,
                              scale=cfg.train.scale, seed=cfg.train.seed,
                              sharding=shd.batch_sharding(mesh, 5))
-    except (ConfigError, WeightsError, DataError, FileNotFoundError) as e:
+    except (ConfigError, ConvertError, WeightsError, DataError, FileNotFoundError) as e:
         print(f"swiftvr-train: error: {e}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from swiftvr_jax.config import ReAEConfig
+from swiftvr_jax.models.lqnet import LQNet
 
 # One tuple of `[B, h, w, c]` MemBlock memories per stage.
 ReAEState = tuple[tuple[jax.Array, ...], ...]
@@ -236,6 +237,9 @@ class ReAE(nnx.Module):
             self.lq_branch = nnx.List([MemBlock(w[-1], dtype=dtype, rngs=rngs) for _ in range(cfg.lq_blocks)])
             self.lq_out = _conv3x3(w[-1], 4 * w[-1], dtype=dtype, rngs=rngs)
             self.lq_out.kernel[...] = jnp.zeros_like(self.lq_out.kernel[...])
+        if cfg.base_blocks:  # a learned upscale under the decoder's correction; zero output: no change yet
+            self.base_net = LQNet(1, scale=cfg.base_scale, channels=cfg.base_channels, blocks=cfg.base_blocks,
+                                  dtype=dtype, rngs=rngs)
 
     @property
     def time_factor(self) -> int:
@@ -251,6 +255,23 @@ class ReAE(nnx.Module):
     def frames_to_trim(self) -> int:
         """Leading frames of the FIRST decode that the pipeline drops (3 by default)."""
         return self.cfg.time_factor - 1
+
+    def residual_base(self, lq: jax.Array, hw: tuple[int, int]) -> jax.Array:
+        """What a residual decoder corrects (its `inputs`): `[B, T, h, w, 3]` LQ frames in [0, 1]
+        resized to `hw` with `cfg.residual_resize`, plus, with `cfg.base_blocks`, the LQNet's
+        residual (`hw` must then be `base_scale` times the LQ size). The LQNet runs one frame at a
+        time (`lax.map`), so its activations stay one frame's whatever the chunk length."""
+        x = upsample(lq, hw, self.cfg.residual_resize)
+        if not self.cfg.base_blocks:
+            return x
+        b, t, h, w, c = lq.shape
+        s = self.cfg.base_scale
+        if tuple(hw) != (h * s, w * s):
+            raise ValueError(f"ReAE.residual_base: reae.base_scale={s} maps {h}x{w} frames to {h * s}x{w * s}, "
+                             f"not {hw[0]}x{hw[1]}")
+        frames = jnp.moveaxis(lq.astype(self.dtype), 1, 0)  # [T, B, h, w, 3]
+        r = jax.lax.map(self.base_net, frames)  # [T, B, h*s, w*s, 3]
+        return x + jnp.moveaxis(r, 0, 1).astype(x.dtype)
 
     # ---- state -------------------------------------------------------------------------------
 

@@ -184,7 +184,7 @@ class FinetuneTrainer(ShardedStep):
         t = jnp.full((z.shape[0],), self.cfg.stream.timestep, jnp.float32)
         z_hq = z - dit(z, t, params["text"])
         b, _, h, w, _ = z_hq.shape
-        base = upsample(lq, hw, reae.cfg.residual_resize) if reae.cfg.residual else None
+        base = reae.residual_base(lq, hw) if reae.cfg.residual else None
         return reae.decode(z_hq, reae.init_decoder_state(b, h, w), base)[0], reae.frames_to_trim
 
     def perceptual(self, frozen, pred, target):

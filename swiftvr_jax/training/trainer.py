@@ -175,8 +175,7 @@ class Trainer(ShardedStep):
         if self.stage == "reae":
             z = _encode_clip(reae, hq)
             b, _, h, w, _ = z.shape
-            lq_up = (upsample(batch["lq"].astype(jnp.float32), hq.shape[2:4], reae.cfg.residual_resize)
-                     if reae.cfg.residual else None)
+            lq_up = reae.residual_base(batch["lq"].astype(jnp.float32), hq.shape[2:4]) if reae.cfg.residual else None
             recon, _ = reae.decode(z, reae.init_decoder_state(b, h, w), lq_up)
             lag = reae.frames_to_trim  # decoded frame i shows input frame i - lag
             pred, target = recon[:, lag:], hq[:, : hq.shape[1] - lag]

@@ -1,0 +1,45 @@
+"""LQNet: an EDSR-style CNN at the LQ resolution that predicts an upscaled residual.
+
+A conv head, `blocks` residual blocks (conv-ReLU-conv, second conv scaled by 0.1 at init so the
+stack starts near identity without normalisation), a body conv with a long skip, and a
+zero-initialised conv whose `3 * scale**2` channels are pixel-shuffled to `scale` times the
+input size. The output is a residual: added to a resize of the newest LQ frame, an untrained
+LQNet gives exactly that resize.
+
+Used two ways: `train.probe` trains it alone as a data diagnostic, and a residual ReAE with
+`reae.base_blocks > 0` adds it to the resized LQ frames its decoder corrects (`ReAE.base`),
+so the decoder refines a learned upscale instead of a fixed one. It sees one frame at a time
+(`frames` causal frames stacked on channels for the probe), so it needs no streaming state.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class LQNet(nnx.Module):
+    """`[N, h, w, 3 * frames]` LQ in [0, 1] (newest frame last) -> `[N, h*scale, w*scale, 3]` residual."""
+
+    def __init__(self, frames: int = 1, *, scale: int = 4, channels: int = 64, blocks: int = 8,
+                 dtype=jnp.float32, rngs: nnx.Rngs):
+        conv = lambda cin, cout, **kw: nnx.Conv(cin, cout, (3, 3), dtype=dtype, rngs=rngs, **kw)  # noqa: E731
+        self.scale = scale
+        self.head = conv(3 * frames, channels)
+        self.blocks = nnx.List([nnx.List([conv(channels, channels), conv(channels, channels)])
+                                for _ in range(blocks)])
+        for _, second in self.blocks:  # small residual branches: a stable start without normalisation
+            second.kernel.set_value(second.kernel[...] * 0.1)
+        self.body = conv(channels, channels)
+        self.up = conv(channels, 3 * scale * scale, kernel_init=nnx.initializers.zeros)
+
+    def __call__(self, lq: jax.Array) -> jax.Array:
+        n, h, w, _ = lq.shape
+        s = self.scale
+        x = self.head(lq * 2.0 - 1.0)
+        y = x
+        for first, second in self.blocks:
+            y = y + second(jax.nn.relu(first(y)))
+        r = self.up(self.body(y) + x)  # [N, h, w, s*s*3], channel index (i*s + j)*3 + c
+        return r.reshape(n, h, w, s, s, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, 3)
