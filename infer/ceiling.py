@@ -68,7 +68,7 @@ def stage_psnrs(pipe: pipeline.SwiftVRPipeline, gt: np.ndarray, lq: np.ndarray) 
     pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - h), (0, pw - w), (0, 0)))
     lq_f = jnp.asarray(lq[:t], jnp.float32)[None] / 255.0
     x_lin = pad(upsample(lq_f, (h, w)))  # what the encoder sees, as in the pipeline
-    x_base = pad(reae.residual_base(lq_f, (h, w))) if rc.residual else x_lin
+    x_base = pad(reae.residual_base(lq_f, (h, w), one_frame_at_a_time=True)) if rc.residual else x_lin
     target = gt[: t - lag]
 
     def decode(x):  # whole-clip causal encode + decode from zero memory; frame i of the result is input i

@@ -254,7 +254,7 @@ class SwiftVRPipeline:
             k = _divisor(x_up.shape[1] // self.time_factor, per_step)
             z, enc_state = reae.encode(x_up, enc_state, latents_per_step=k)
             if residual and (residual_resize != "bilinear" or learned_base):
-                x_up = pad(reae.residual_base(x, out_hw))
+                x_up = pad(reae.residual_base(x, out_hw, one_frame_at_a_time=per_step > 0))
             return z, enc_state, (x_up if residual else None)
 
         @jax.jit

@@ -153,6 +153,8 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
     want = np.stack([np.asarray(trained(lq[:, i]))[0] for i in range(3)])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got - np.asarray(before)[0]).mean() > 1e-3
+    one_by_one = np.asarray(model.reae.residual_base(lq, (16, 20), one_frame_at_a_time=True))[0]
+    np.testing.assert_allclose(one_by_one, got, atol=1e-6)
     # An --init that already has a different base is refused; a wrong-shaped file too.
     wider = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=16", "reae.base_scale=2"])
     with pytest.raises(ConfigError, match="base_channels=8"):

@@ -256,11 +256,14 @@ class ReAE(nnx.Module):
         """Leading frames of the FIRST decode that the pipeline drops (3 by default)."""
         return self.cfg.time_factor - 1
 
-    def residual_base(self, lq: jax.Array, hw: tuple[int, int]) -> jax.Array:
+    def residual_base(self, lq: jax.Array, hw: tuple[int, int], *, one_frame_at_a_time: bool = False) -> jax.Array:
         """What a residual decoder corrects (its `inputs`): `[B, T, h, w, 3]` LQ frames in [0, 1]
         resized to `hw` with `cfg.residual_resize`, plus, with `cfg.base_blocks`, the LQNet's
-        residual (`hw` must then be `base_scale` times the LQ size). The LQNet runs one frame at a
-        time (`lax.map`), so its activations stay one frame's whatever the chunk length."""
+        residual (`hw` must then be `base_scale` times the LQ size).
+
+        The LQNet sees all frames as one batch, or with `one_frame_at_a_time` one frame per
+        `lax.map` step: the same result with one frame's activations (for inference; its gradient
+        is over 15x slower on CPU than the batched one's, so training keeps the default)."""
         x = upsample(lq, hw, self.cfg.residual_resize)
         if not self.cfg.base_blocks:
             return x
@@ -269,9 +272,11 @@ class ReAE(nnx.Module):
         if tuple(hw) != (h * s, w * s):
             raise ValueError(f"ReAE.residual_base: reae.base_scale={s} maps {h}x{w} frames to {h * s}x{w * s}, "
                              f"not {hw[0]}x{hw[1]}")
-        frames = jnp.moveaxis(lq.astype(self.dtype), 1, 0)  # [T, B, h, w, 3]
-        r = jax.lax.map(self.base_net, frames)  # [T, B, h*s, w*s, 3]
-        return x + jnp.moveaxis(r, 0, 1).astype(x.dtype)
+        if one_frame_at_a_time:
+            r = jnp.moveaxis(jax.lax.map(self.base_net, jnp.moveaxis(lq.astype(self.dtype), 1, 0)), 0, 1)
+        else:
+            r = self.base_net(lq.astype(self.dtype).reshape(b * t, h, w, c)).reshape(b, t, h * s, w * s, 3)
+        return x + r.astype(x.dtype)
 
     # ---- state -------------------------------------------------------------------------------
 
