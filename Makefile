@@ -52,12 +52,14 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 10 runs and two averages: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 13 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
 # one more on them shrunk up to 6x (data.image_downscale=6), the mean of those two (train.soup), a
-# fine-tuning of that mean on the real videos of `make footage`, and the mean of it and its start.
+# fine-tuning of that mean on the real videos of `make footage`, the mean of it and its start, one more
+# fine-tuning on all 24 videos, an LQNet trained alone on them (train.probe --save), and a last
+# fine-tuning with that LQNet as the decoder's learned base (reae.base_blocks=8, --init-base).
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -74,6 +76,7 @@ COND := $(RESIDUAL) --set reae.cond_blocks=2 --set reae.residual_resize=cubic
 COND_FT := --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_size=2 --set train.checkpoint_every=100 \
 	--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
 TRAIN := $(BIN)/python -m train.train
+ALL_FOOTAGE := bundled,manifest:$(FOOTAGE)/footage.json,manifest:$(FOOTAGE)/footage-more.json
 train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
@@ -99,8 +102,16 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-footage --init $(RUNS)/soup --steps 700 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=bundled,manifest:$(FOOTAGE)/footage.json
 	$(BIN)/python -m train.soup --out $(RUNS)/soup-footage $(RUNS)/soup $(RUNS)/finetune-footage/export
-	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && cp $(RUNS)/soup-footage/config.json \
-		$(RUNS)/soup-footage/model.safetensors $(RUNS)/soup-footage/soup.json swiftvr_jax/weights/default/; fi
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-footage-more --init $(RUNS)/soup-footage --steps 700 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
+	# The learned base: the probe's CNN trained alone on the footage (no checkpoints: skipped once written).
+	test -f $(RUNS)/lqnet/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine --save \
+		--set data.sources=$(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json --out $(RUNS)/lqnet
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-base --init $(RUNS)/finetune-footage-more/export \
+		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet/lqnet.safetensors --steps 400 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
+	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && cp $(RUNS)/finetune-base/export/config.json \
+		$(RUNS)/finetune-base/export/model.safetensors swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
