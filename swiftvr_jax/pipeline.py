@@ -305,8 +305,13 @@ class SwiftVRPipeline:
 
     # -- streaming ---------------------------------------------------------------------
     def _stream_config(self, upscale, clip_len) -> StreamConfig:
-        return dataclasses.replace(self.cfg.stream, **{k: v for k, v in
-                                   dict(upscale=upscale, clip_len=clip_len).items() if v is not None})
+        sc = dataclasses.replace(self.cfg.stream, **{k: v for k, v in
+                                 dict(upscale=upscale, clip_len=clip_len).items() if v is not None})
+        rc = self.cfg.reae
+        if rc.residual and rc.base_blocks and sc.upscale != rc.base_scale:
+            raise ValueError(f"these weights upscale x{rc.base_scale} only (their ReAE has a learned x{rc.base_scale} "
+                             f"base, reae.base_blocks={rc.base_blocks}); got upscale={sc.upscale}")
+        return sc
 
     def init_states(self, out_hw: tuple[int, int], batch: int = 1):
         """Zero ReAE encoder/decoder memories for output frames of size `out_hw`."""

@@ -107,6 +107,9 @@ def test_residual_pipeline_equals_reference(t, resize, cond_blocks, base_blocks)
     want = _reference_restore(pipe.model, frames, 2, 8)
     diff = np.abs(got.astype(int) - want.astype(int))
     assert got.shape == want.shape and diff.max() <= 1 and diff.mean() < 0.01
+    if base_blocks:  # the learned base is x2 only
+        with pytest.raises(ValueError, match="x2 only"):
+            pipe.stream(upscale=3)
     # The output follows the input: near its upscale, lagged by nothing after the trim.
     up = np.asarray(jax.image.resize(frames.astype(np.float32), (t, 40, 48, 3), resize))
     assert np.abs(got - up).mean() < np.abs(got[1:] - up[:-1]).mean()
