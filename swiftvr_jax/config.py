@@ -104,7 +104,7 @@ class ReAEConfig:
     lq_blocks: int = 0
     # Residual ReAE only: an `LQNet` (EDSR-style CNN at the LQ resolution, `base_blocks` residual
     # blocks of `base_channels`, zero-initialised output) whose x`base_scale` residual is added to
-    # that resized base, so the decoder corrects a learned upscale (`ReAE.base`). It sees one frame
+    # that resized base, so the decoder corrects a learned upscale (`ReAE.residual_base`). It sees one frame
     # at a time and can be pre-trained alone (`train.probe --save`, `swiftvr-train --init-base`).
     # 0 = off.
     base_blocks: int = 0

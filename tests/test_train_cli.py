@@ -127,6 +127,7 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
     from flax import nnx
 
     from swiftvr_jax.config import ConfigError, get_config
+    from swiftvr_jax.models import lqnet
     from swiftvr_jax.models.swiftvr import SwiftVR
     from swiftvr_jax.training.trainer import param_groups
     from train import probe
@@ -147,7 +148,7 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
     # A probe's saved network becomes the base: the base is then the probe's restoration, frame by frame.
     trained = probe.ProbeSR(1, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3))
     trained.net.up.kernel[...] = 0.05 * jax.random.normal(jax.random.key(4), trained.net.up.kernel[...].shape)
-    probe.save_lqnet(trained.net, str(tmp_path / "lqnet.safetensors"))
+    lqnet.save(trained.net, str(tmp_path / "lqnet.safetensors"))
     load_base(model, str(tmp_path / "lqnet.safetensors"))
     got = np.asarray(model.reae.residual_base(lq, (16, 20)))[0]
     want = np.stack([np.asarray(trained(lq[:, i]))[0] for i in range(3)])
@@ -160,6 +161,6 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
     with pytest.raises(ConfigError, match="base_channels=8"):
         grow_decoder(model, based, wider, "x")
     other = probe.ProbeSR(1, scale=2, channels=16, blocks=1, rngs=nnx.Rngs(3))
-    probe.save_lqnet(other.net, str(tmp_path / "wide.safetensors"))
+    lqnet.save(other.net, str(tmp_path / "wide.safetensors"))
     with pytest.raises(Exception, match="shape"):
         load_base(model, str(tmp_path / "wide.safetensors"))

@@ -34,6 +34,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
+from swiftvr_jax.models import lqnet
 from swiftvr_jax.models.lqnet import LQNet
 
 
@@ -68,20 +69,6 @@ def detail(frames: np.ndarray) -> float:
 
 def to_uint8(x) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float32) * 255.0), 0, 255).astype(np.uint8)
-
-
-LQNET_FILE = "lqnet.safetensors"
-
-
-def save_lqnet(net: LQNet, path: str) -> None:
-    """Write an LQNet's parameters as float32 safetensors with their flat `LQNet` keys."""
-    from safetensors.numpy import save_file
-
-    from swiftvr_jax.models.swiftvr import flat_params
-
-    save_file({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(net).items()}, path,
-              metadata={"format": "swiftvr-jax-lqnet", "channels": str(net.head.out_features),
-                        "blocks": str(len(net.blocks)), "scale": str(net.scale)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +148,7 @@ def run(args) -> int:
     train_s = time.time() - t0
     model, _ = nnx.merge(graph, state)
     if args.save:
-        save_lqnet(model.net, os.path.join(args.out, LQNET_FILE))
+        lqnet.save(model.net, os.path.join(args.out, lqnet.FILE))
     graph_m, state_m = nnx.split(model)
     forward = jax.jit(lambda st, x: nnx.merge(graph_m, st)(x))
 
@@ -199,7 +186,7 @@ def run(args) -> int:
     for label, r in rows.items():
         print(f"{label:34s} {r['probe']:7.2f} {r['bicubic']:8.2f} {r['lanczos']:8.2f} "
               f"{r['probe'] - r['bicubic']:+16.2f} {r['detail']:10.4f}")
-    print(f"wrote {os.path.join(args.out, 'probe.json')}" + (f" and {LQNET_FILE}" if args.save else ""))
+    print(f"wrote {os.path.join(args.out, 'probe.json')}" + (f" and {lqnet.FILE}" if args.save else ""))
     return 0
 
 

@@ -130,8 +130,8 @@ def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
     base = tuple(getattr(init_cfg.reae, k) for k in _BASE_FIELDS)
     if base != tuple(getattr(cfg.reae, k) for k in _BASE_FIELDS):
         if init_cfg.reae.base_blocks:
-            raise ConfigError(f"--init {path} has an LQNet base ({', '.join(f'reae.{k}={v}' for k, v in zip(_BASE_FIELDS, base))}); "
-                              "pass the same settings")
+            have = ", ".join(f"reae.{k}={v}" for k, v in zip(_BASE_FIELDS, base))
+            raise ConfigError(f"--init {path} has an LQNet base ({have}); pass the same settings")
         fresh = fresh or ReAE(cfg.reae, dtype=reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
         reae.base_net = fresh.base_net  # zero-initialised output: the base is still the plain resize
         grown.append("base_blocks")
@@ -145,13 +145,12 @@ _BASE_FIELDS = ("base_blocks", "base_channels", "base_scale")
 def load_base(init_model, path: str) -> None:
     """Copy an `lqnet.safetensors` (keys as in `LQNet`) into the ReAE's base network."""
     from swiftvr_jax.config import ConfigError
-    from swiftvr_jax.convert import SafetensorsFile
-    from swiftvr_jax.models.swiftvr import load_flat_params
+    from swiftvr_jax.models import lqnet
 
     if not init_model.reae.cfg.base_blocks:
         raise ConfigError("--init-base needs reae.base_blocks > 0 (and the same reae.base_channels and reae.base_scale "
                           "as the file)")
-    load_flat_params(init_model.reae.base_net, SafetensorsFile(path), what=path)
+    lqnet.load(init_model.reae.base_net, path)
 
 
 def main(argv=None) -> int:

@@ -7,16 +7,20 @@ input size. The output is a residual: added to a resize of the newest LQ frame, 
 LQNet gives exactly that resize.
 
 Used two ways: `train.probe` trains it alone as a data diagnostic, and a residual ReAE with
-`reae.base_blocks > 0` adds it to the resized LQ frames its decoder corrects (`ReAE.base`),
+`reae.base_blocks > 0` adds it to the resized LQ frames its decoder corrects (`ReAE.residual_base`),
 so the decoder refines a learned upscale instead of a fixed one. It sees one frame at a time
 (`frames` causal frames stacked on channels for the probe), so it needs no streaming state.
+`save`/`load` exchange its parameters as `lqnet.safetensors` (float32, flat `LQNet` keys).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+FILE = "lqnet.safetensors"
 
 
 class LQNet(nnx.Module):
@@ -43,3 +47,22 @@ class LQNet(nnx.Module):
             y = y + second(jax.nn.relu(first(y)))
         r = self.up(self.body(y) + x)  # [N, h, w, s*s*3], channel index (i*s + j)*3 + c
         return r.reshape(n, h, w, s, s, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, 3)
+
+
+def save(net: LQNet, path: str) -> None:
+    """Write `net`'s parameters to `path` as float32 safetensors with their flat `LQNet` keys."""
+    from safetensors.numpy import save_file
+
+    from swiftvr_jax.models.swiftvr import flat_params  # here: swiftvr imports this module
+
+    save_file({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(net).items()}, path,
+              metadata={"format": "swiftvr-jax-lqnet", "channels": str(net.head.out_features),
+                        "blocks": str(len(net.blocks)), "scale": str(net.scale)})
+
+
+def load(net: LQNet, path: str) -> None:
+    """Copy a file written by `save` into `net` (the key set and every shape must match)."""
+    from swiftvr_jax.convert import SafetensorsFile
+    from swiftvr_jax.models.swiftvr import load_flat_params
+
+    load_flat_params(net, SafetensorsFile(path), what=path)
