@@ -267,11 +267,13 @@ def _compile_seconds(pipe, lq_hw, upscale: int, clip_len: int) -> float:
     for frames, trim in ((clip_len + pipe.time_factor, pipe.time_factor - 1), (clip_len, 0)):
         x = jax.ShapeDtypeStruct((1, frames, *lq_hw, 3), jnp.uint8)
         t0 = time.perf_counter()
-        z, _, x_up = jax.eval_shape(lambda p, s, x: pipe.encode_step(p, s, x, out_hw=out_hw), pipe.reae_state, enc, x)
+        z, enc_next, x_up = jax.eval_shape(lambda p, s, x: pipe.encode_step(p, s, x, out_hw=out_hw),
+                                           pipe.reae_state, enc, x)
         pipe.encode_step.lower(pipe.reae_state, enc, x, out_hw=out_hw).compile()
         pipe.dit_step.lower(pipe.dit_state, z, pipe.cross_kv, jnp.int32(0)).compile()
         pipe.decode_step.lower(pipe.reae_state, dec, z, x_up, out_hw=out_hw, trim=trim).compile()
         total += time.perf_counter() - t0
+        enc = enc_next  # a MIDDLE chunk follows the FIRST one's state
     return total
 
 

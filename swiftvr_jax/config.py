@@ -104,12 +104,13 @@ class ReAEConfig:
     lq_blocks: int = 0
     # Residual ReAE only: an `LQNet` (EDSR-style CNN at the LQ resolution, `base_blocks` residual
     # blocks of `base_channels`, zero-initialised output) whose x`base_scale` residual is added to
-    # that resized base, so the decoder corrects a learned upscale (`ReAE.residual_base`). It sees one frame
-    # at a time and can be pre-trained alone (`train.probe --save`, `swiftvr-train --init-base`).
-    # 0 = off.
+    # that resized base, so the decoder corrects a learned upscale (`ReAE.residual_base`). It sees
+    # `base_frames` causal LQ frames (the newest and those before it) and can be pre-trained alone
+    # (`train.probe --save`, `swiftvr-train --init-base`). 0 = off.
     base_blocks: int = 0
     base_channels: int = 64
     base_scale: int = 4
+    base_frames: int = 1
 
     def __post_init__(self):
         if self.residual_resize not in RESIDUAL_RESIZE:
@@ -120,8 +121,8 @@ class ReAEConfig:
             raise ConfigError(f"reae.lq_blocks={self.lq_blocks} needs reae.residual=true and must be >= 0")
         if self.base_blocks < 0 or (self.base_blocks and not self.residual):
             raise ConfigError(f"reae.base_blocks={self.base_blocks} needs reae.residual=true and must be >= 0")
-        if self.base_channels < 1 or self.base_scale < 1:
-            raise ConfigError("reae.base_channels and reae.base_scale must be >= 1")
+        if self.base_channels < 1 or self.base_scale < 1 or self.base_frames < 1:
+            raise ConfigError("reae.base_channels, reae.base_scale and reae.base_frames must be >= 1")
         if self.lq_blocks and self.space_factor % (2 * self.pixel_shuffle):
             raise ConfigError(f"reae.lq_blocks needs a space factor ({self.space_factor}) divisible by "
                               f"2 * pixel_shuffle ({2 * self.pixel_shuffle})")

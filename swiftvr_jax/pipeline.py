@@ -242,20 +242,28 @@ class SwiftVRPipeline:
         residual = cfg.reae.residual  # the decoder adds its output to the upsampled input (x_up)
         residual_resize = cfg.reae.residual_resize
         learned_base = cfg.reae.base_blocks > 0  # ReAE.residual_base adds its LQNet to the resize
+        base_history = cfg.reae.base_frames - 1 if residual and learned_base else 0  # LQ frames kept between chunks
         per_step = cfg.stream.reae_latents_per_step
 
         @functools.partial(jax.jit, static_argnames=("out_hw",), donate_argnums=(1,))
         def encode_step(params, enc_state, frames, *, out_hw):
+            # enc_state = (ReAE encoder memory, the last base_frames - 1 LQ frames seen or None)
             reae = nnx.merge(reae_graph, params)
+            mem, history = enc_state
             x = frames.astype(jnp.float32) / 255.0  # [B, T, h, w, 3]
             ph, pw = padded_size(*out_hw, self.pad_multiple)
             pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - out_hw[0]), (0, pw - out_hw[1]), (0, 0)))
             x_up = pad(upsample(x, out_hw))
             k = _divisor(x_up.shape[1] // self.time_factor, per_step)
-            z, enc_state = reae.encode(x_up, enc_state, latents_per_step=k)
+            z, mem = reae.encode(x_up, mem, latents_per_step=k)
             if residual and (residual_resize != "bilinear" or learned_base):
-                x_up = pad(reae.residual_base(x, out_hw, one_frame_at_a_time=per_step > 0))
-            return z, enc_state, (x_up if residual else None)
+                x_up = pad(reae.residual_base(x, out_hw, history=history, one_frame_at_a_time=per_step > 0))
+            if base_history:  # the stream's start had none: residual_base repeated its first frame
+                seen = x if history is None else jnp.concatenate([history, x], axis=1)
+                if seen.shape[1] < base_history:
+                    seen = jnp.concatenate([jnp.repeat(seen[:, :1], base_history - seen.shape[1], axis=1), seen], axis=1)
+                history = seen[:, seen.shape[1] - base_history:]
+            return z, (mem, history), (x_up if residual else None)
 
         @jax.jit
         def dit_step(params, z, cross_kv, t_offset):
@@ -314,10 +322,11 @@ class SwiftVRPipeline:
         return sc
 
     def init_states(self, out_hw: tuple[int, int], batch: int = 1):
-        """Zero ReAE encoder/decoder memories for output frames of size `out_hw`."""
+        """The states of a new stream for output frames of size `out_hw`: `(encoder, decoder)`, the
+        encoder's being (zero ReAE encoder memory, None: no LQ frame seen yet for the learned base)."""
         ph, pw = padded_size(*out_hw, self.pad_multiple)
         s = self.cfg.reae.space_factor
-        return (self.model.reae.init_encoder_state(batch, ph, pw),
+        return ((self.model.reae.init_encoder_state(batch, ph, pw), None),
                 self.model.reae.init_decoder_state(batch, ph // s, pw // s))
 
     def stream(self, *, upscale: int | None = None, clip_len: int | None = None, dtype: str | None = None,

@@ -43,14 +43,19 @@ def _reference_restore(model, frames, upscale, clip_len):
     dec = model.reae.init_decoder_state(1, ph // 16, pw // 16)
     text = model.text[...]
     outs, prev_z, offset, full = [], None, 0, clip_len // 4
+    seen = []  # every LQ frame fed so far (the last chunk's padding too), for the learned base's history
     for i, (kind, start, count) in enumerate(_official_schedule(t, clip_len)):
         x = frames[start:start + count].astype(np.float32) / 255.0
         if kind == "last":  # 4b+1 frames -> 4b+4 by repeating the last frame
             x = np.concatenate([x, np.repeat(x[-1:], 3, axis=0)])
         pad = lambda v: jnp.pad(v, ((0, 0), (0, 0), (0, ph - H), (0, pw - W), (0, 0)))
         base = jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), model.reae.cfg.residual_resize)
-        if model.reae.cfg.base_blocks:  # the learned base: its LQNet frame by frame
-            base = base + jnp.stack([model.reae.base_net(jnp.asarray(f)[None])[0] for f in x])[None]
+        seen += list(x)
+        if model.reae.cfg.base_blocks:  # the learned base: its LQNet frame by frame on the K frames up to each
+            k_f = model.reae.cfg.base_frames
+            stacks = [np.concatenate([seen[max(g - k_f + 1 + i, 0)] for i in range(k_f)], -1)
+                      for g in range(len(seen) - len(x), len(seen))]
+            base = base + jnp.stack([model.reae.base_net(jnp.asarray(f)[None])[0] for f in stacks])[None]
         base = pad(base)
         x = pad(jax.image.resize(jnp.asarray(x)[None], (1, len(x), H, W, 3), "bilinear"))
         z, enc = model.reae.encode(x, enc)
@@ -90,16 +95,17 @@ def test_pipeline_equals_official_protocol_reference(pipe, t):
     assert diff.max() <= 1 and diff.mean() < 0.01  # jit vs eager rounding only
 
 
-@pytest.mark.parametrize("t,resize,cond_blocks,base_blocks", [(13, "bilinear", 0, 0), (29, "bilinear", 0, 0),
-                                                               (29, "cubic", 2, 0), (17, "cubic", 2, 1)])
-def test_residual_pipeline_equals_reference(t, resize, cond_blocks, base_blocks):
+@pytest.mark.parametrize("t,resize,cond_blocks,base_blocks,base_frames", [
+    (13, "bilinear", 0, 0, 1), (29, "bilinear", 0, 0, 1), (29, "cubic", 2, 0, 1), (17, "cubic", 2, 1, 1),
+    (29, "cubic", 0, 1, 3)])
+def test_residual_pipeline_equals_reference(t, resize, cond_blocks, base_blocks, base_frames):
     cfg = dataclasses.replace(CFG, reae=dataclasses.replace(CFG.reae, residual=True, residual_resize=resize,
                                                             cond_blocks=cond_blocks, base_blocks=base_blocks,
-                                                            base_channels=8, base_scale=2))
+                                                            base_channels=8, base_scale=2, base_frames=base_frames))
     model = SwiftVR(cfg, rngs=nnx.Rngs(2))
     # Trained-looking conditioning and base instead of their zero initialisation.
     convs = [model.reae.dec_cond] + [b.conv3 for b in model.reae.dec_refine] if cond_blocks else []
-    for conv in convs + ([model.reae.base_net.up] if base_blocks else []):
+    for conv in convs + ([model.reae.base_net.up, model.reae.base_net.head] if base_blocks else []):
         conv.kernel[...] = 0.02 * jax.random.normal(jax.random.key(7), conv.kernel[...].shape)
     pipe = SwiftVRPipeline(model, cfg)
     frames = _frames(t, seed=5)

@@ -7,24 +7,31 @@ import numpy as np
 from flax import nnx
 
 from swiftvr_jax import baselines
+from swiftvr_jax.models import lqnet
 from train import probe
 
 
 def test_stack_causal_matches_a_loop():
-    lq = np.random.default_rng(0).random((2, 5, 4, 6, 3)).astype(np.float32)  # [B, T, h, w, 3]
-    out = np.asarray(probe.stack_causal(jnp.asarray(lq), 3))
-    ref = np.zeros((2, 5, 4, 6, 9), np.float32)
-    for b in range(2):
-        for t in range(5):
-            for i, src in enumerate(range(t - 2, t + 1)):  # oldest first, newest last
-                ref[b, t, ..., 3 * i:3 * i + 3] = lq[b, max(src, 0)]
-    np.testing.assert_array_equal(out, ref.reshape(10, 4, 6, 9))
+    rng = np.random.default_rng(0)
+    lq = rng.random((2, 5, 4, 6, 3)).astype(np.float32)  # [B, T, h, w, 3]
+    hist = rng.random((2, 2, 4, 6, 3)).astype(np.float32)  # a stream's two frames before lq[:, 0]
+    for history in (None, hist):
+        out = np.asarray(lqnet.stack_causal(jnp.asarray(lq), 3, None if history is None else jnp.asarray(history)))
+        ref = np.zeros((2, 5, 4, 6, 9), np.float32)
+        for b in range(2):
+            for t in range(5):
+                for i, src in enumerate(range(t - 2, t + 1)):  # oldest first, newest last
+                    if src >= 0:
+                        ref[b, t, ..., 3 * i:3 * i + 3] = lq[b, src]
+                    else:  # before the chunk: the history, or the first frame at a stream's start
+                        ref[b, t, ..., 3 * i:3 * i + 3] = lq[b, 0] if history is None else history[b, 2 + src]
+        np.testing.assert_array_equal(out, ref)
 
 
 def test_untrained_probe_is_bicubic():
     lq = np.random.default_rng(1).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
     model = probe.ProbeSR(2, channels=8, blocks=1, rngs=nnx.Rngs(0))
-    x = probe.stack_causal(jnp.asarray(lq[None], jnp.float32) / 255.0, 2)
+    x = probe.flat(lqnet.stack_causal(jnp.asarray(lq[None], jnp.float32) / 255.0, 2))
     np.testing.assert_array_equal(probe.to_uint8(model(x)), baselines.resize_upscale(lq, 4, "bicubic"))
 
 

@@ -122,7 +122,8 @@ def test_residual_init_grows_zero_initialised_blocks(name):
     assert shapes(model) == shapes(SwiftVR(grown3, rngs=nnx.Rngs(1)))
 
 
-def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
+@pytest.mark.parametrize("frames", [1, 3])
+def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path, frames):
     import jax
     from flax import nnx
 
@@ -135,7 +136,8 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
 
     common = ["reae.residual=true", "reae.residual_resize=cubic"]
     residual = get_config("tiny", common)
-    based = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=8", "reae.base_scale=2"])
+    based = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=8", "reae.base_scale=2",
+                                 f"reae.base_frames={frames}"])
     model = SwiftVR(residual, rngs=nnx.Rngs(0))
     lq = jax.random.uniform(jax.random.key(1), (1, 3, 8, 10, 3))
     before = model.reae.residual_base(lq, (16, 20))
@@ -145,22 +147,25 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path):
     np.testing.assert_array_equal(model.reae.residual_base(lq, (16, 20)), before)  # zero output: no change yet
     shapes = lambda m: jax.tree.map(lambda a: a.shape, param_groups(m))  # noqa: E731
     assert shapes(model) == shapes(SwiftVR(based, rngs=nnx.Rngs(1)))
-    # A probe's saved network becomes the base: the base is then the probe's restoration, frame by frame.
-    trained = probe.ProbeSR(1, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3))
+    # A probe's saved network becomes the base: the base is then the probe's restoration, frame by frame
+    # (each with the frames before it, the first repeated).
+    trained = probe.ProbeSR(frames, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3))
     trained.net.up.kernel[...] = 0.05 * jax.random.normal(jax.random.key(4), trained.net.up.kernel[...].shape)
     lqnet.save(trained.net, str(tmp_path / "lqnet.safetensors"))
     load_base(model, str(tmp_path / "lqnet.safetensors"))
     got = np.asarray(model.reae.residual_base(lq, (16, 20)))[0]
-    want = np.stack([np.asarray(trained(lq[:, i]))[0] for i in range(3)])
+    want = np.asarray(trained(probe.flat(lqnet.stack_causal(lq, frames))))
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got - np.asarray(before)[0]).mean() > 1e-3
     one_by_one = np.asarray(model.reae.residual_base(lq, (16, 20), one_frame_at_a_time=True))[0]
     np.testing.assert_allclose(one_by_one, got, atol=1e-6)
     # An --init that already has a different base is refused; a wrong-shaped file too.
-    wider = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=16", "reae.base_scale=2"])
+    wider = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=16", "reae.base_scale=2",
+                                f"reae.base_frames={frames}"])
     with pytest.raises(ConfigError, match="base_channels=8"):
         grow_decoder(model, based, wider, "x")
-    other = probe.ProbeSR(1, scale=2, channels=16, blocks=1, rngs=nnx.Rngs(3))
-    lqnet.save(other.net, str(tmp_path / "wide.safetensors"))
-    with pytest.raises(Exception, match="shape"):
-        load_base(model, str(tmp_path / "wide.safetensors"))
+    for name, other in (("wide", probe.ProbeSR(frames, scale=2, channels=16, blocks=1, rngs=nnx.Rngs(3))),
+                        ("frames", probe.ProbeSR(frames + 1, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3)))):
+        lqnet.save(other.net, str(tmp_path / f"{name}.safetensors"))
+        with pytest.raises(Exception, match="shape"):
+            load_base(model, str(tmp_path / f"{name}.safetensors"))

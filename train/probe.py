@@ -35,7 +35,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from swiftvr_jax.models import lqnet
-from swiftvr_jax.models.lqnet import LQNet
+from swiftvr_jax.models.lqnet import LQNet, stack_causal
 
 
 class ProbeSR(nnx.Module):
@@ -50,11 +50,8 @@ class ProbeSR(nnx.Module):
         return jax.image.resize(lq[..., -3:], (n, h * s, w * s, 3), "cubic") + self.net(lq)
 
 
-def stack_causal(lq, frames: int):
-    """[B, T, h, w, 3] -> [B*T, h, w, 3*frames]: frame t with frames t-frames+1..t (the first repeated)."""
-    t = lq.shape[1]
-    padded = jnp.concatenate([jnp.repeat(lq[:, :1], frames - 1, axis=1), lq], axis=1)
-    x = jnp.concatenate([padded[:, i:i + t] for i in range(frames)], axis=-1)
+def flat(x):
+    """[B, T, ...] -> [B*T, ...]."""
     return x.reshape(-1, *x.shape[2:])
 
 
@@ -84,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hq-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over --steps")
-    p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors (needs --frames 1)")
+    p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="init and training-data seed")
@@ -101,9 +98,6 @@ def main(argv=None) -> int:
 
     if args.frames < 1 or args.steps < 0:
         print("error: --frames must be >= 1 and --steps >= 0", file=sys.stderr)
-        return 2
-    if args.save and args.frames != 1:
-        print("error: --save needs --frames 1 (a ReAE base sees one frame)", file=sys.stderr)
         return 2
     try:  # bad overrides, sources or clip names: one line, not a traceback
         return run(args)
@@ -131,7 +125,7 @@ def run(args) -> int:
         model, opt = nnx.merge(graph, state)
 
         def loss_fn(m):
-            return jnp.abs(m(stack_causal(lq, args.frames)) - hq.reshape(-1, *hq.shape[2:])).mean()
+            return jnp.abs(m(flat(stack_causal(lq, args.frames))) - hq.reshape(-1, *hq.shape[2:])).mean()
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
@@ -153,7 +147,7 @@ def run(args) -> int:
     forward = jax.jit(lambda st, x: nnx.merge(graph_m, st)(x))
 
     def restore(lq_u8):  # uint8 [T, h, w, 3] -> uint8 [T, h*s, w*s, 3], a few frames per call
-        x = stack_causal(jnp.asarray(lq_u8[None], jnp.float32) / 255.0, args.frames)
+        x = flat(stack_causal(jnp.asarray(lq_u8[None], jnp.float32) / 255.0, args.frames))
         return np.concatenate([to_uint8(forward(state_m, x[i:i + 6])) for i in range(0, len(x), 6)])
 
     def score(lq, gt):  # uint8 LQ and GT clips -> {"probe", "bicubic", "lanczos": PSNR, "detail": of gt}

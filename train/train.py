@@ -139,7 +139,7 @@ def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
     return grown
 
 
-_BASE_FIELDS = ("base_blocks", "base_channels", "base_scale")
+_BASE_FIELDS = ("base_blocks", "base_channels", "base_scale", "base_frames")
 
 
 def load_base(init_model, path: str) -> None:

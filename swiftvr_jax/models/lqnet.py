@@ -8,8 +8,9 @@ LQNet gives exactly that resize.
 
 Used two ways: `train.probe` trains it alone as a data diagnostic, and a residual ReAE with
 `reae.base_blocks > 0` adds it to the resized LQ frames its decoder corrects (`ReAE.residual_base`),
-so the decoder refines a learned upscale instead of a fixed one. It sees one frame at a time
-(`frames` causal frames stacked on channels for the probe), so it needs no streaming state.
+so the decoder refines a learned upscale instead of a fixed one. It sees `frames` causal LQ
+frames stacked on channels (`stack_causal`): the newest and the ones before it, whose independent
+noise it can average; a stream keeps the last `frames - 1` LQ frames between chunks.
 `save`/`load` exchange its parameters as `lqnet.safetensors` (float32, flat `LQNet` keys).
 """
 
@@ -49,6 +50,17 @@ class LQNet(nnx.Module):
         return r.reshape(n, h, w, s, s, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, 3)
 
 
+def stack_causal(lq: jax.Array, frames: int, history: jax.Array | None = None) -> jax.Array:
+    """`[B, T, h, w, C]` -> `[B, T, h, w, C * frames]`: frame t with frames t-frames+1 .. t on channels, oldest
+    first. Before frame 0 come `history` (`[B, frames - 1, h, w, C]`, the previous frames of a stream)
+    or, at a stream's start (None), copies of frame 0."""
+    t = lq.shape[1]
+    if history is None:
+        history = jnp.repeat(lq[:, :1], frames - 1, axis=1)
+    padded = jnp.concatenate([history.astype(lq.dtype), lq], axis=1)
+    return jnp.concatenate([padded[:, i:i + t] for i in range(frames)], axis=-1)
+
+
 def save(net: LQNet, path: str) -> None:
     """Write `net`'s parameters to `path` as float32 safetensors with their flat `LQNet` keys."""
     from safetensors.numpy import save_file
@@ -57,7 +69,8 @@ def save(net: LQNet, path: str) -> None:
 
     save_file({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat_params(net).items()}, path,
               metadata={"format": "swiftvr-jax-lqnet", "channels": str(net.head.out_features),
-                        "blocks": str(len(net.blocks)), "scale": str(net.scale)})
+                        "blocks": str(len(net.blocks)), "scale": str(net.scale),
+                        "frames": str(net.head.in_features // 3)})
 
 
 def load(net: LQNet, path: str) -> None:

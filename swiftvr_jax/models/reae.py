@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from swiftvr_jax.config import ReAEConfig
-from swiftvr_jax.models.lqnet import LQNet
+from swiftvr_jax.models.lqnet import LQNet, stack_causal
 
 # One tuple of `[B, h, w, c]` MemBlock memories per stage.
 ReAEState = tuple[tuple[jax.Array, ...], ...]
@@ -238,7 +238,7 @@ class ReAE(nnx.Module):
             self.lq_out = _conv3x3(w[-1], 4 * w[-1], dtype=dtype, rngs=rngs)
             self.lq_out.kernel[...] = jnp.zeros_like(self.lq_out.kernel[...])
         if cfg.base_blocks:  # a learned upscale under the decoder's correction; zero output: no change yet
-            self.base_net = LQNet(1, scale=cfg.base_scale, channels=cfg.base_channels, blocks=cfg.base_blocks,
+            self.base_net = LQNet(cfg.base_frames, scale=cfg.base_scale, channels=cfg.base_channels, blocks=cfg.base_blocks,
                                   dtype=dtype, rngs=rngs)
 
     @property
@@ -256,26 +256,33 @@ class ReAE(nnx.Module):
         """Leading frames of the FIRST decode that the pipeline drops (3 by default)."""
         return self.cfg.time_factor - 1
 
-    def residual_base(self, lq: jax.Array, hw: tuple[int, int], *, one_frame_at_a_time: bool = False) -> jax.Array:
+    def residual_base(self, lq: jax.Array, hw: tuple[int, int], *, history: jax.Array | None = None,
+                      one_frame_at_a_time: bool = False) -> jax.Array:
         """What a residual decoder corrects (its `inputs`): `[B, T, h, w, 3]` LQ frames in [0, 1]
         resized to `hw` with `cfg.residual_resize`, plus, with `cfg.base_blocks`, the LQNet's
         residual (`hw` must then be `base_scale` times the LQ size).
 
+        With `base_frames > 1` the LQNet sees each frame with the ones before it: `history`
+        (`[B, base_frames - 1, h, w, 3]`, the previous chunk's last LQ frames) or, at a stream's
+        start (None, as in training), copies of the first frame (`lqnet.stack_causal`).
         The LQNet sees all frames as one batch, or with `one_frame_at_a_time` one frame per
         `lax.map` step: the same result with one frame's activations (for inference; its gradient
         is over 15x slower on CPU than the batched one's, so training keeps the default)."""
         x = upsample(lq, hw, self.cfg.residual_resize)
         if not self.cfg.base_blocks:
             return x
-        b, t, h, w, c = lq.shape
+        b, t, h, w, _ = lq.shape
         s = self.cfg.base_scale
         if tuple(hw) != (h * s, w * s):
             raise ValueError(f"ReAE.residual_base: reae.base_scale={s} maps {h}x{w} frames to {h * s}x{w * s}, "
                              f"not {hw[0]}x{hw[1]}")
+        x_in = lq.astype(self.dtype)
+        if self.cfg.base_frames > 1:
+            x_in = stack_causal(x_in, self.cfg.base_frames, history)
         if one_frame_at_a_time:
-            r = jnp.moveaxis(jax.lax.map(self.base_net, jnp.moveaxis(lq.astype(self.dtype), 1, 0)), 0, 1)
+            r = jnp.moveaxis(jax.lax.map(self.base_net, jnp.moveaxis(x_in, 1, 0)), 0, 1)
         else:
-            r = self.base_net(lq.astype(self.dtype).reshape(b * t, h, w, c)).reshape(b, t, h * s, w * s, 3)
+            r = self.base_net(x_in.reshape(b * t, *x_in.shape[2:])).reshape(b, t, h * s, w * s, 3)
         return x + r.astype(x.dtype)
 
     # ---- state -------------------------------------------------------------------------------
