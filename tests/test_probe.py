@@ -1,9 +1,11 @@
 """train/probe.py: the data probe starts as bicubic exactly, stacks frames causally, and reports its rows."""
 
 import json
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from swiftvr_jax import baselines
@@ -44,13 +46,25 @@ def test_detail_matches_a_loop():
     assert probe.detail(np.full((1, 4, 4, 3), 77, np.uint8)) == 0.0
 
 
-def _run(tmp_path, steps):
-    out = tmp_path / f"s{steps}"
+def _run(tmp_path, steps, name=None, extra=()):
+    out = tmp_path / (name or f"s{steps}")
     rc = probe.main(["--out", str(out), "--steps", str(steps), "--frames", "2", "--channels", "8", "--blocks", "1",
                      "--hq-size", "32", "--clip-frames", "2", "--check-batches", "1", "--clips", "carphone",
-                     "--heldout-frames", "2", "--set", "data.num_workers=0", "--lr", "1e-2"])
+                     "--heldout-frames", "2", "--set", "data.num_workers=0", "--lr", "1e-2", *extra])
     assert rc == 0
     return json.loads((out / "probe.json").read_text())
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, capsys):
+    whole = _run(tmp_path, 4, "whole", ["--checkpoint-every", "2"])
+    _run(tmp_path, 4, "split", ["--checkpoint-every", "2"])
+    shutil.rmtree(tmp_path / "split" / "checkpoints" / "4")  # as if stopped after step 2's checkpoint
+    resumed = _run(tmp_path, 4, "split", ["--checkpoint-every", "2"])
+    assert resumed["steps"] == 4 and resumed["heldout"] == whole["heldout"] and resumed["psnr"] == whole["psnr"]
+    assert resumed["final_loss_mean_50"] == whole["final_loss_mean_50"]
+    with pytest.raises(AssertionError):  # a run's folder refuses other settings, in one line
+        _run(tmp_path, 4, "split", ["--checkpoint-every", "2", "--seed", "1"])
+    assert "with other settings" in capsys.readouterr().err
 
 
 def test_cli_rows(tmp_path):

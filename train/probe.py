@@ -11,7 +11,8 @@ on fresh training-content batches (a different loader seed) and on the held-out 
 degraded as `infer.quality` degrades them, with the mean detail of their HQ frames (`detail`:
 mean absolute neighbour difference). A large in-domain gain with a small held-out gain says
 the data, not the model or the steps, limits held-out quality. Writes OUT/probe.json (resolved
-config and results) and prints a table.
+config and results) and prints a table. Training checkpoints to OUT/checkpoints every
+`--checkpoint-every` steps; rerunning the same command resumes there (same batches, same result).
 
 With `--frames 1`, `--save` also writes the trained network (`lqnet.safetensors`, keys as in
 `LQNet`): the learned base of a residual ReAE with `reae.base_blocks` (see `swiftvr-train
@@ -50,6 +51,13 @@ class ProbeSR(nnx.Module):
         return jax.image.resize(lq[..., -3:], (n, h * s, w * s, 3), "cubic") + self.net(lq)
 
 
+def _resume_args(args) -> dict:
+    """The settings a resumed run must share with the checkpointed one (everything that shapes training)."""
+    keep = ("steps", "frames", "preset", "overrides", "batch_size", "clip_frames", "hq_size", "lr", "cosine",
+            "channels", "blocks", "seed")
+    return {k: getattr(args, k) for k in keep}
+
+
 def flat(x):
     """[B, T, ...] -> [B*T, ...]."""
     return x.reshape(-1, *x.shape[2:])
@@ -85,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="init and training-data seed")
+    p.add_argument("--checkpoint-every", type=int, default=250,
+                   help="steps between checkpoints in OUT/checkpoints (the same command resumes from the newest)")
     p.add_argument("--check-batches", type=int, default=15, help="training-content batches scored (loader seed 7)")
     p.add_argument("--clips", nargs="+", help="held-out clips to score (default all)")
     p.add_argument("--heldout-frames", type=int, help="frames per held-out clip (default all 30)")
@@ -96,8 +106,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from swiftvr_jax import config, data
 
-    if args.frames < 1 or args.steps < 0:
-        print("error: --frames must be >= 1 and --steps >= 0", file=sys.stderr)
+    if args.frames < 1 or args.steps < 0 or args.checkpoint_every < 1:
+        print("error: --frames and --checkpoint-every must be >= 1, --steps >= 0", file=sys.stderr)
         return 2
     try:  # bad overrides, sources or clip names: one line, not a traceback
         return run(args)
@@ -110,6 +120,7 @@ def run(args) -> int:
     """Train the probe, score it, write OUT/probe.json and print the table."""
     from infer import evaluate
     from swiftvr_jax import baselines, config, data, metrics
+    from swiftvr_jax.checkpoint import Checkpointer
 
     cfg = config.get_config(args.preset, ["data.degradation=light", *args.overrides])
     heldout = data.heldout_clips(args.clips)
@@ -133,13 +144,31 @@ def run(args) -> int:
 
     loader_kw = dict(split="train", clip_frames=args.clip_frames, hq_size=args.hq_size, batch_size=args.batch_size,
                      scale=s)
-    t0, losses = time.time(), []
+    t0, losses, wall_before = time.time(), [], 0.0
     if args.steps:
-        with data.make_loader(cfg.data, seed=args.seed, num_batches=args.steps, **loader_kw) as loader:
-            for batch, _ in tqdm(loader, total=args.steps, desc="probe train", file=sys.stderr):
+        with (data.make_loader(cfg.data, seed=args.seed, num_batches=args.steps, **loader_kw) as loader,
+              Checkpointer(args.out, keep=2) as ckpt):
+            # OUT/checkpoints: network, optimiser and loader position; a rerun of the same command resumes.
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                    nnx.to_pure_dict(state))
+            restored = ckpt.restore(abstract)
+            if restored is not None:
+                start, pure, meta = restored
+                if meta["args"] != _resume_args(args):
+                    raise config.ConfigError(f"{args.out} holds a probe run with other settings "
+                                             f"({meta['args']}); use another --out")
+                nnx.replace_by_pure_dict(state, pure)
+                loader.set_state(meta["data"])
+                losses, wall_before = meta["losses"], meta["wall_s"]
+                print(f"resumed from step {start} in {args.out}", file=sys.stderr)
+            for batch, _ in tqdm(loader, total=args.steps, initial=len(losses), desc="probe train", file=sys.stderr):
                 state, loss = step(state, jnp.asarray(batch["lq"]), jnp.asarray(batch["hq"]))
                 losses.append(float(loss))
-    train_s = time.time() - t0
+                if len(losses) % args.checkpoint_every == 0 or len(losses) == args.steps:
+                    ckpt.save(len(losses), nnx.to_pure_dict(state), {
+                        "args": _resume_args(args), "data": loader.get_state(), "losses": losses,
+                        "wall_s": wall_before + time.time() - t0}, force=True)
+    train_s = wall_before + time.time() - t0
     model, _ = nnx.merge(graph, state)
     if args.save:
         lqnet.save(model.net, os.path.join(args.out, lqnet.FILE))
