@@ -54,7 +54,7 @@ class ProbeSR(nnx.Module):
 def _resume_args(args) -> dict:
     """The settings a resumed run must share with the checkpointed one (everything that shapes training)."""
     keep = ("steps", "frames", "preset", "overrides", "batch_size", "clip_frames", "hq_size", "lr", "cosine",
-            "channels", "blocks", "seed")
+            "channels", "blocks", "seed", "init")
     return {k: getattr(args, k) for k in keep}
 
 
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over --steps")
     p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors")
+    p.add_argument("--init", help="start the network from an lqnet.safetensors (a longer schedule in parts)")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="init and training-data seed")
@@ -105,13 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from swiftvr_jax import config, data
+    from swiftvr_jax.convert import ConvertError
+    from swiftvr_jax.models.swiftvr import WeightsError
 
     if args.frames < 1 or args.steps < 0 or args.checkpoint_every < 1:
         print("error: --frames and --checkpoint-every must be >= 1, --steps >= 0", file=sys.stderr)
         return 2
     try:  # bad overrides, sources or clip names: one line, not a traceback
         return run(args)
-    except (config.ConfigError, data.DataError) as e:
+    except (config.ConfigError, data.DataError, ConvertError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -127,6 +130,8 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     s = cfg.stream.upscale
     model = ProbeSR(args.frames, scale=s, channels=args.channels, blocks=args.blocks, rngs=nnx.Rngs(args.seed))
+    if args.init:
+        lqnet.load(model.net, args.init)
     lr = optax.cosine_decay_schedule(args.lr, max(args.steps, 1)) if args.cosine else args.lr
     opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     graph, state = nnx.split((model, opt))
@@ -165,9 +170,10 @@ def run(args) -> int:
                 state, loss = step(state, jnp.asarray(batch["lq"]), jnp.asarray(batch["hq"]))
                 losses.append(float(loss))
                 if len(losses) % args.checkpoint_every == 0 or len(losses) == args.steps:
-                    ckpt.save(len(losses), nnx.to_pure_dict(state), {
-                        "args": _resume_args(args), "data": loader.get_state(), "losses": losses,
-                        "wall_s": wall_before + time.time() - t0}, force=True)
+                    meta = {"args": _resume_args(args), "data": loader.get_state(),
+                            "losses": list(losses),  # a copy: the save is asynchronous
+                            "wall_s": wall_before + time.time() - t0}
+                    ckpt.save(len(losses), nnx.to_pure_dict(state), meta, force=True)
     train_s = wall_before + time.time() - t0
     model, _ = nnx.merge(graph, state)
     if args.save:
