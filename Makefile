@@ -104,7 +104,7 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(BIN)/python -m train.soup --out $(RUNS)/soup-footage $(RUNS)/soup $(RUNS)/finetune-footage/export
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-footage-more --init $(RUNS)/soup-footage --steps 700 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
-	# The learned base: the probe's CNN trained alone on the footage (no checkpoints: skipped once written).
+	# The learned base: the probe's CNN trained alone on the footage (resumes from its checkpoints; skipped once written).
 	test -f $(RUNS)/lqnet/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine --save \
 		--set data.sources=$(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json --out $(RUNS)/lqnet
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-base --init $(RUNS)/finetune-footage-more/export \
