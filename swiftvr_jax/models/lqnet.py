@@ -9,8 +9,8 @@ LQNet gives exactly that resize.
 Used two ways: `train.probe` trains it alone as a data diagnostic, and a residual ReAE with
 `reae.base_blocks > 0` adds it to the resized LQ frames its decoder corrects (`ReAE.residual_base`),
 so the decoder refines a learned upscale instead of a fixed one. It sees `frames` causal LQ
-frames stacked on channels (`stack_causal`): the newest and the ones before it, whose independent
-noise it can average; a stream keeps the last `frames - 1` LQ frames between chunks.
+frames stacked on channels (`stack_causal`): the newest and the ones before it; a stream keeps the
+last `frames - 1` LQ frames between chunks.
 `save`/`load` exchange its parameters as `lqnet.safetensors` (float32, flat `LQNet` keys).
 """
 

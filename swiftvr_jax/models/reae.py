@@ -238,8 +238,8 @@ class ReAE(nnx.Module):
             self.lq_out = _conv3x3(w[-1], 4 * w[-1], dtype=dtype, rngs=rngs)
             self.lq_out.kernel[...] = jnp.zeros_like(self.lq_out.kernel[...])
         if cfg.base_blocks:  # a learned upscale under the decoder's correction; zero output: no change yet
-            self.base_net = LQNet(cfg.base_frames, scale=cfg.base_scale, channels=cfg.base_channels, blocks=cfg.base_blocks,
-                                  dtype=dtype, rngs=rngs)
+            self.base_net = LQNet(cfg.base_frames, scale=cfg.base_scale, channels=cfg.base_channels,
+                                  blocks=cfg.base_blocks, dtype=dtype, rngs=rngs)
 
     @property
     def time_factor(self) -> int:
