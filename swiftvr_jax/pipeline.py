@@ -258,11 +258,9 @@ class SwiftVRPipeline:
             z, mem = reae.encode(x_up, mem, latents_per_step=k)
             if residual and (residual_resize != "bilinear" or learned_base):
                 x_up = pad(reae.residual_base(x, out_hw, history=history, one_frame_at_a_time=per_step > 0))
-            if base_history:  # the stream's start had none: residual_base repeated its first frame
-                seen = x if history is None else jnp.concatenate([history, x], axis=1)
-                if seen.shape[1] < base_history:
-                    seen = jnp.concatenate([jnp.repeat(seen[:, :1], base_history - seen.shape[1], axis=1), seen], axis=1)
-                history = seen[:, seen.shape[1] - base_history:]
+            if base_history:  # at the stream's start residual_base stood copies of the first frame before it
+                before = jnp.repeat(x[:, :1], base_history, axis=1) if history is None else history
+                history = jnp.concatenate([before, x], axis=1)[:, -base_history:]
             return z, (mem, history), (x_up if residual else None)
 
         @jax.jit
