@@ -77,6 +77,7 @@ COND_FT := --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_siz
 	--set train.gan_weight=0 --set train.temporal_weight=1.0 --export-dtype float16
 TRAIN := $(BIN)/python -m train.train
 ALL_FOOTAGE := bundled,manifest:$(FOOTAGE)/footage.json,manifest:$(FOOTAGE)/footage-more.json
+LQNET_DATA := $(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json
 train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
@@ -104,14 +105,18 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(BIN)/python -m train.soup --out $(RUNS)/soup-footage $(RUNS)/soup $(RUNS)/finetune-footage/export
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-footage-more --init $(RUNS)/soup-footage --steps 700 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
-	# The learned base: the probe's CNN trained alone on the footage (resumes from its checkpoints; skipped once written).
+	# The learned base: the probe's CNN trained alone on the footage, then 4,000 more steps from it on other
+	# batches at half the learning rate (each resumes from its checkpoints and is skipped once written).
 	test -f $(RUNS)/lqnet/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine --save \
-		--set data.sources=$(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json --out $(RUNS)/lqnet
-	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-base --init $(RUNS)/finetune-footage-more/export \
-		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet/lqnet.safetensors --steps 400 \
+		--set data.sources=$(LQNET_DATA) --out $(RUNS)/lqnet
+	test -f $(RUNS)/lqnet-more/lqnet.safetensors || $(BIN)/python -m train.probe --steps 4000 --frames 1 --cosine --save \
+		--lr 1e-4 --seed 1 --init $(RUNS)/lqnet/lqnet.safetensors --set data.sources=$(LQNET_DATA) --out $(RUNS)/lqnet-more
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-base-more --init $(RUNS)/finetune-footage-more/export \
+		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --steps 400 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
-	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && cp $(RUNS)/finetune-base/export/config.json \
-		$(RUNS)/finetune-base/export/model.safetensors swiftvr_jax/weights/default/; fi
+	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
+		cp $(RUNS)/finetune-base-more/export/config.json $(RUNS)/finetune-base-more/export/model.safetensors \
+		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
