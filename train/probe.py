@@ -14,9 +14,10 @@ the data, not the model or the steps, limits held-out quality. Writes OUT/probe.
 config and results) and prints a table. Training checkpoints to OUT/checkpoints every
 `--checkpoint-every` steps; rerunning the same command resumes there (same batches, same result).
 
-With `--frames 1`, `--save` also writes the trained network (`lqnet.safetensors`, keys as in
-`LQNet`): the learned base of a residual ReAE with `reae.base_blocks` (see `swiftvr-train
---init-base`). `--cosine` decays the learning rate to zero over the steps (constant otherwise).
+`--save` also writes the trained network (`lqnet.safetensors`, keys as in `LQNet`): the learned
+base of a residual ReAE with `reae.base_blocks` and `reae.base_frames=--frames` (see `swiftvr-train
+--init-base`); `--init` starts from such a file. `--cosine` decays the learning rate to zero over
+the steps (constant otherwise).
 """
 
 from __future__ import annotations
