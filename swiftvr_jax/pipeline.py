@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from swiftvr_jax.config import Config, StreamConfig, get_config
+from swiftvr_jax.models import lqnet
 from swiftvr_jax.models.reae import upsample
 from swiftvr_jax.models.swiftvr import SwiftVR, load_pretrained
 
@@ -258,9 +259,8 @@ class SwiftVRPipeline:
             z, mem = reae.encode(x_up, mem, latents_per_step=k)
             if residual and (residual_resize != "bilinear" or learned_base):
                 x_up = pad(reae.residual_base(x, out_hw, history=history, one_frame_at_a_time=per_step > 0))
-            if base_history:  # at the stream's start residual_base stood copies of the first frame before it
-                before = jnp.repeat(x[:, :1], base_history, axis=1) if history is None else history
-                history = jnp.concatenate([before, x], axis=1)[:, -base_history:]
+            if base_history:  # the frames the next chunk's first frames see before them
+                history = lqnet.causal_pad(x, base_history + 1, history)[:, -base_history:]
             return z, (mem, history), (x_up if residual else None)
 
         @jax.jit

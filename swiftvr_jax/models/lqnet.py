@@ -50,14 +50,19 @@ class LQNet(nnx.Module):
         return r.reshape(n, h, w, s, s, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, 3)
 
 
-def stack_causal(lq: jax.Array, frames: int, history: jax.Array | None = None) -> jax.Array:
-    """`[B, T, h, w, C]` -> `[B, T, h, w, C * frames]`: frame t with frames t-frames+1 .. t on channels, oldest
-    first. Before frame 0 come `history` (`[B, frames - 1, h, w, C]`, the previous frames of a stream)
-    or, at a stream's start (None), copies of frame 0."""
-    t = lq.shape[1]
+def causal_pad(lq: jax.Array, frames: int, history: jax.Array | None = None) -> jax.Array:
+    """`[B, T, ...]` -> `[B, frames - 1 + T, ...]`: `lq` after the `frames - 1` frames before it, which are
+    `history` (the previous frames of a stream) or, at a stream's start (None), copies of frame 0."""
     if history is None:
         history = jnp.repeat(lq[:, :1], frames - 1, axis=1)
-    padded = jnp.concatenate([history.astype(lq.dtype), lq], axis=1)
+    return jnp.concatenate([history.astype(lq.dtype), lq], axis=1)
+
+
+def stack_causal(lq: jax.Array, frames: int, history: jax.Array | None = None) -> jax.Array:
+    """`[B, T, h, w, C]` -> `[B, T, h, w, C * frames]`: frame t with frames t-frames+1 .. t on channels, oldest
+    first; before frame 0 come the frames of `causal_pad`."""
+    t = lq.shape[1]
+    padded = causal_pad(lq, frames, history)
     return jnp.concatenate([padded[:, i:i + t] for i in range(frames)], axis=-1)
 
 
