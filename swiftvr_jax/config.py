@@ -201,6 +201,7 @@ class TrainConfig:
     dit_lr_mult: float = 1.0
     text_lr_mult: float = 1.0
     disc_lr_mult: float = 1.0
+    base_lr_mult: float = 1.0  # finetune: the ReAE's LQNet base, on top of reae_lr_mult; 0 freezes it
     disc_channels: tuple[int, ...] = (32, 64, 128)  # finetune: video discriminator widths
     lpips_weights: str = ""  # finetune: LPIPS safetensors file; "" = documented gradient substitute
     lpips_net: str = ""  # "" = take alex/vgg from the file's metadata

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -171,3 +173,26 @@ def test_residual_generator_passes_the_lagged_upsampled_lq(resize, upsample_refe
     up = upsample_reference(lq, (32, 32), resize)[0]
     assert lag == 3
     np.testing.assert_allclose(np.asarray(out[0, lag:]), up[:-lag], atol=1e-5)
+
+
+@pytest.mark.parametrize("base_mult", [0.0, 0.5])
+def test_base_lr_mult_freezes_or_slows_the_lqnet_base(base_mult):
+    """`base_lr_mult=0` leaves the ReAE's LQNet base exactly as loaded while the rest trains; any
+    other value trains it too (in a 'base' optimizer group that only then exists)."""
+    cfg = get_config("tiny", ["reae.residual=true", "reae.base_blocks=1", "train.warmup_steps=1", "train.lr=1e-3"])
+    ft = dataclasses.replace(FT, base_lr_mult=base_mult)
+    tr = FinetuneTrainer(cfg, _mesh((1, 1, 1)), ft)
+    state, frozen = tr.init(jax.tree.map(np.asarray, tr.random_groups(0)))
+    assert "base" in state["opt_state"][2].inner_states
+    plain = FinetuneTrainer(cfg, _mesh((1, 1, 1)), FT)
+    assert set(plain.tx.init(state["params"])[2].inner_states) == {"reae", "dit", "text"}  # layout as before
+    before = jax.tree.map(np.array, state["params"]["reae"])
+    for seed in range(2):
+        state, m = tr.step(state, frozen, tr.shard_batch(_batch(seed)))
+        assert m["finite"]
+    after = state["params"]["reae"]
+    base_moved = _max_diff(before["base_net"], after["base_net"])
+    rest_moved = _max_diff({k: v for k, v in before.items() if k != "base_net"},
+                           {k: v for k, v in after.items() if k != "base_net"})
+    assert rest_moved > 1e-4
+    assert (base_moved == 0.0) if base_mult == 0 else (base_moved > 1e-5)

@@ -50,6 +50,7 @@ class FinetuneConfig:
     dit_lr_mult: float = 1.0
     text_lr_mult: float = 1.0
     disc_lr_mult: float = 1.0
+    base_lr_mult: float = 1.0  # the ReAE's LQNet base (`reae.base_net`), on top of reae_lr_mult; 0 freezes it
     disc_channels: tuple[int, ...] = (32, 64, 128)
     lpips_weights: str = ""  # LPIPS safetensors file (see swiftvr_jax/lpips.py); "" = gradient substitute
     lpips_net: str = ""  # "" = the file's metadata
@@ -109,9 +110,15 @@ class FinetuneTrainer(ShardedStep):
 
         t = cfg.train
         mults = {"reae": self.ft.reae_lr_mult, "dit": self.ft.dit_lr_mult, "text": self.ft.text_lr_mult}
-        self.tx = optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                              optax.multi_transform({k: _adamw(cfg, t.lr * m) for k, m in mults.items()},
-                                                    self._labels))
+        if self.ft.base_lr_mult != 1.0:  # a group of its own only then: the optimizer state keeps its layout
+            mults["base"] = self.ft.reae_lr_mult * self.ft.base_lr_mult
+        self.tx = optax.chain(
+            # A frozen base's gradients are zeroed before the clip, so they do not shrink the others'.
+            optax.masked(optax.set_to_zero(), lambda p: jax.tree.map(lambda lab: lab == "base", self._labels(p)))
+            if mults.get("base") == 0 else optax.identity(),
+            optax.clip_by_global_norm(t.grad_clip),
+            optax.multi_transform({k: optax.set_to_zero() if m == 0 else _adamw(cfg, t.lr * m)
+                                   for k, m in mults.items()}, self._labels))
         self.disc_tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), _adamw(cfg, t.lr * self.ft.disc_lr_mult))
         if t.grad_accum > 1:
             self.tx = optax.MultiSteps(self.tx, every_k_schedule=t.grad_accum)
@@ -128,10 +135,15 @@ class FinetuneTrainer(ShardedStep):
         self.frozen_shardings = {"lpips": jax.tree.map(lambda _: rep, self.lpips.params)} if self.uses_lpips else {}
         self._step = self._init = None
 
-    @staticmethod
-    def _labels(params):
-        """Each generator leaf is labelled with its group (the multi_transform key)."""
-        return {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
+    def _labels(self, params):
+        """Each generator leaf is labelled with its group (the multi_transform key); with
+        `base_lr_mult != 1` the ReAE's `base_net` leaves form the group 'base'."""
+        split = self.ft.base_lr_mult != 1.0
+
+        def label(group, path):
+            return "base" if split and group == "reae" and "base_net" in shd._path_str(path).split(".") else group
+
+        return {k: jax.tree_util.tree_map_with_path(lambda path, _, k=k: label(k, path), v) for k, v in params.items()}
 
     def _opt_shardings(self, opt_abstract, groups):
         """Optimizer moments mirror their parameter's sharding (found by the group name nearest the
