@@ -83,6 +83,8 @@ def test_init_starts_from_a_saved_network(tmp_path, capsys):
     saved = str(tmp_path / "first" / lqnet.FILE)
     again = _run(tmp_path, 0, "again", ["--init", saved])  # no steps: exactly the saved network
     assert again["heldout"] == first["heldout"]
+    grown = _run(tmp_path, 0, "grown", ["--init", saved, "--blocks", "3"])  # two identity blocks after its own
+    assert grown["heldout"] == first["heldout"]
     assert probe.main(["--out", str(tmp_path / "x"), "--steps", "0", "--frames", "1", "--channels", "8",
                        "--blocks", "1", "--init", saved]) == 2  # 2 frames saved, 1 asked: one line
     assert "shape" in capsys.readouterr().err
@@ -91,3 +93,26 @@ def test_init_starts_from_a_saved_network(tmp_path, capsys):
 def test_bad_source_is_one_line(tmp_path, capsys):
     rc = probe.main(["--out", str(tmp_path), "--steps", "1", "--set", f"data.sources={tmp_path}/missing"])
     assert rc == 2 and "no such file or folder" in capsys.readouterr().err
+
+
+def test_grow_loads_fewer_blocks_as_the_same_function(tmp_path):
+    import jax
+
+    from swiftvr_jax.models.swiftvr import WeightsError
+
+    small = lqnet.LQNet(1, channels=8, blocks=2, rngs=nnx.Rngs(0))
+    small.up.kernel.set_value(jax.random.normal(jax.random.key(1), small.up.kernel.shape) * 0.1)  # not zero
+    path = str(tmp_path / lqnet.FILE)
+    lqnet.save(small, path)
+    big = lqnet.LQNet(1, channels=8, blocks=4, rngs=nnx.Rngs(5))
+    own_first = np.asarray(big.blocks[3][0].kernel[...])
+    with pytest.raises(WeightsError):  # without grow the key sets differ
+        lqnet.load(big, path)
+    lqnet.load(big, path, grow=True)
+    x = jnp.asarray(np.random.default_rng(0).random((2, 6, 5, 3)), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(big(x)), np.asarray(small(x)))
+    np.testing.assert_array_equal(np.asarray(big.blocks[1][1].kernel[...]), np.asarray(small.blocks[1][1].kernel[...]))
+    np.testing.assert_array_equal(np.asarray(big.blocks[3][0].kernel[...]), own_first)  # its own init
+    assert not np.any(np.asarray(big.blocks[2][1].kernel[...]))
+    with pytest.raises(WeightsError, match="more than"):
+        lqnet.load(lqnet.LQNet(1, channels=8, blocks=1, rngs=nnx.Rngs(0)), path, grow=True)

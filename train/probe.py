@@ -16,7 +16,8 @@ config and results) and prints a table. Training checkpoints to OUT/checkpoints 
 
 `--save` also writes the trained network (`lqnet.safetensors`, keys as in `LQNet`): the learned
 base of a residual ReAE with `reae.base_blocks` and `reae.base_frames=--frames` (see `swiftvr-train
---init-base`); `--init` starts from such a file. `--cosine` decays the learning rate to zero over
+--init-base`); `--init` starts from such a file (with more `--blocks` than it has, the extra blocks
+start as identities). `--cosine` decays the learning rate to zero over
 the steps (constant otherwise).
 """
 
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over --steps")
     p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors")
-    p.add_argument("--init", help="start the network from an lqnet.safetensors (a longer schedule in parts)")
+    p.add_argument("--init", help="start the network from an lqnet.safetensors (a longer schedule in parts; with "
+                   "more --blocks than it has, the extra blocks start as identities)")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="init and training-data seed")
@@ -132,7 +134,7 @@ def run(args) -> int:
     s = cfg.stream.upscale
     model = ProbeSR(args.frames, scale=s, channels=args.channels, blocks=args.blocks, rngs=nnx.Rngs(args.seed))
     if args.init:
-        lqnet.load(model.net, args.init)
+        lqnet.load(model.net, args.init, grow=True)  # more --blocks than the file: identity blocks after its own
     lr = optax.cosine_decay_schedule(args.lr, max(args.steps, 1)) if args.cosine else args.lr
     opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
     graph, state = nnx.split((model, opt))

@@ -78,9 +78,24 @@ def save(net: LQNet, path: str) -> None:
                         "frames": str(net.head.in_features // 3)})
 
 
-def load(net: LQNet, path: str) -> None:
-    """Copy a file written by `save` into `net` (the key set and every shape must match)."""
-    from swiftvr_jax.convert import SafetensorsFile
-    from swiftvr_jax.models.swiftvr import load_flat_params
+def load(net: LQNet, path: str, *, grow: bool = False) -> None:
+    """Copy a file written by `save` into `net` (the key set and every shape must match).
 
-    load_flat_params(net, SafetensorsFile(path), what=path)
+    With `grow`, a file with fewer residual blocks than `net` also loads: its blocks fill the first
+    ones and each block after them keeps its first conv and gets a zero second conv, an identity, so
+    the grown network computes exactly what the file's did (the body conv follows the last block)."""
+    from swiftvr_jax.convert import SafetensorsFile
+    from swiftvr_jax.models.swiftvr import WeightsError, flat_params, load_flat_params
+
+    tensors = SafetensorsFile(path)
+    if grow:
+        have = {int(k.split(".")[1]) for k in tensors.keys() if k.startswith("blocks.")}
+        if len(have) > len(net.blocks):
+            raise WeightsError(f"{path}: {len(have)} residual blocks, more than the {len(net.blocks)} asked")
+        own = flat_params(net)
+        tensors = {k: tensors[k] for k in tensors.keys()}
+        for k, v in own.items():
+            parts = k.split(".")
+            if k not in tensors and parts[0] == "blocks" and int(parts[1]) >= len(have):
+                tensors[k] = np.zeros(v.shape, np.float32) if parts[2] == "1" else np.asarray(v, np.float32)
+    load_flat_params(net, tensors, what=path)
