@@ -96,6 +96,6 @@ def load(net: LQNet, path: str, *, grow: bool = False) -> None:
         tensors = {k: tensors[k] for k in tensors.keys()}
         for k, v in own.items():
             parts = k.split(".")
-            if k not in tensors and parts[0] == "blocks" and int(parts[1]) >= len(have):
+            if parts[0] == "blocks" and int(parts[1]) >= len(have):  # the blocks the file lacks
                 tensors[k] = np.zeros(v.shape, np.float32) if parts[2] == "1" else np.asarray(v, np.float32)
     load_flat_params(net, tensors, what=path)
