@@ -90,6 +90,16 @@ def test_init_starts_from_a_saved_network(tmp_path, capsys):
     assert "shape" in capsys.readouterr().err
 
 
+def test_loss_kinds(tmp_path):
+    rng = np.random.default_rng(3)
+    pred, target = rng.random((2, 4, 5, 3)), rng.random((2, 4, 5, 3))
+    assert abs(float(probe.pixel_loss(pred, target, "l1")) - np.abs(pred - target).mean()) < 1e-6
+    assert abs(float(probe.pixel_loss(pred, target, "l2")) - ((pred - target) ** 2).mean()) < 1e-6
+    l1, l2 = _run(tmp_path, 2, "l1"), _run(tmp_path, 2, "l2", ["--loss", "l2"])
+    assert l2["args"]["loss"] == "l2" and l2["heldout"] != l1["heldout"]
+    assert l2["final_loss_mean_50"] < l1["final_loss_mean_50"]  # squares of errors below 1
+
+
 def test_bad_source_is_one_line(tmp_path, capsys):
     rc = probe.main(["--out", str(tmp_path), "--steps", "1", "--set", f"data.sources={tmp_path}/missing"])
     assert rc == 2 and "no such file or folder" in capsys.readouterr().err
@@ -116,3 +126,19 @@ def test_grow_loads_fewer_blocks_as_the_same_function(tmp_path):
     assert not np.any(np.asarray(big.blocks[2][1].kernel[...]))
     with pytest.raises(WeightsError, match="more than"):
         lqnet.load(lqnet.LQNet(1, channels=8, blocks=1, rngs=nnx.Rngs(0)), path, grow=True)
+
+
+def test_grow_loads_fewer_frames_as_the_same_function(tmp_path):
+    """A 1-frame file in a 3-frame net: the newest frame's channels get its head, the older ones zeros."""
+    import jax
+
+    one = lqnet.LQNet(1, channels=8, blocks=2, rngs=nnx.Rngs(0))
+    one.up.kernel.set_value(jax.random.normal(jax.random.key(1), one.up.kernel.shape) * 0.1)  # not zero
+    path = str(tmp_path / lqnet.FILE)
+    lqnet.save(one, path)
+    three = lqnet.LQNet(3, channels=8, blocks=3, rngs=nnx.Rngs(5))
+    lqnet.load(three, path, grow=True)
+    clip = jnp.asarray(np.random.default_rng(0).random((1, 4, 6, 5, 3)), jnp.float32)
+    out3 = three(lqnet.stack_causal(clip, 3)[0])
+    np.testing.assert_array_equal(np.asarray(out3), np.asarray(one(clip[0])))
+    assert not np.any(np.asarray(three.head.kernel[:, :, :6]))

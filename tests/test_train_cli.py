@@ -164,6 +164,14 @@ def test_init_grows_a_zero_base_then_loads_a_probe_lqnet(tmp_path, frames):
                                 f"reae.base_frames={frames}"])
     with pytest.raises(ConfigError, match="base_channels=8"):
         grow_decoder(model, based, wider, "x")
+    # With --init-base (new_base) the base takes the run's settings, ready for the file.
+    more = get_config("tiny", [*common, "reae.base_blocks=1", "reae.base_channels=8", "reae.base_scale=2",
+                               f"reae.base_frames={frames + 1}"])
+    regrown = SwiftVR(residual, rngs=nnx.Rngs(0))
+    grow_decoder(regrown, residual, based, "x")
+    assert grow_decoder(regrown, based, more, "x", new_base=True) == ["base_blocks"]
+    assert regrown.reae.base_net.head.in_features == 3 * (frames + 1)
+    assert shapes(regrown) == shapes(SwiftVR(more, rngs=nnx.Rngs(1)))
     for name, other in (("wide", probe.ProbeSR(frames, scale=2, channels=16, blocks=1, rngs=nnx.Rngs(3))),
                         ("frames", probe.ProbeSR(frames + 1, scale=2, channels=8, blocks=1, rngs=nnx.Rngs(3)))):
         lqnet.save(other.net, str(tmp_path / f"{name}.safetensors"))

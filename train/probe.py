@@ -57,7 +57,14 @@ def _resume_args(args) -> dict:
     """The settings a resumed run must share with the checkpointed one (everything that shapes training)."""
     keep = ("steps", "frames", "preset", "overrides", "batch_size", "clip_frames", "hq_size", "lr", "cosine",
             "channels", "blocks", "seed", "init")
-    return {k: getattr(args, k) for k in keep}
+    kept = {k: getattr(args, k) for k in keep}
+    return kept if args.loss == "l1" else {**kept, "loss": args.loss}  # l1 runs resume as before --loss
+
+
+def pixel_loss(pred, target, kind: str = "l1"):
+    """Mean absolute ("l1") or mean squared ("l2") error."""
+    err = pred - target
+    return (jnp.square(err) if kind == "l2" else jnp.abs(err)).mean()
 
 
 def flat(x):
@@ -90,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-frames", type=int, default=8)
     p.add_argument("--hq-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--loss", choices=("l1", "l2"), default="l1",
+                   help="pixel loss: l1 (mean absolute error) or l2 (mean squared error, what PSNR scores)")
     p.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over --steps")
     p.add_argument("--save", action="store_true", help="also write OUT/lqnet.safetensors")
     p.add_argument("--init", help="start the network from an lqnet.safetensors (a longer schedule in parts; with "
@@ -144,7 +153,7 @@ def run(args) -> int:
         model, opt = nnx.merge(graph, state)
 
         def loss_fn(m):
-            return jnp.abs(m(flat(stack_causal(lq, args.frames))) - hq.reshape(-1, *hq.shape[2:])).mean()
+            return pixel_loss(m(flat(stack_causal(lq, args.frames))), flat(hq), args.loss)
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)

@@ -101,12 +101,13 @@ def make_residual(init_model, init_cfg, cfg, path: str) -> bool:
 _GROWABLE = {"cond_blocks": (("dec_cond",), "dec_refine"), "lq_blocks": (("lq_in", "lq_out"), "lq_branch")}
 
 
-def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
+def grow_decoder(init_model, init_cfg, cfg, path: str, new_base: bool = False) -> list[str]:
     """Give a residual ReAE from --init the run's `reae.cond_blocks` and `reae.lq_blocks`: missing
     blocks (and, from none, their zero-initialised join convs) come from a fresh ReAE, so the output
     is unchanged until they train (blocks appended to existing ones get their last conv zeroed: an
     identity, since a block's input is already a ReLU output). Returns the fields it grew; blocks
-    are never removed."""
+    are never removed. The LQNet base gets the run's settings when --init has none or when
+    `new_base` (an --init-base file will replace it); an --init base with other settings is refused."""
     from swiftvr_jax.config import ConfigError
     from swiftvr_jax.models.reae import ReAE
 
@@ -129,9 +130,10 @@ def grow_decoder(init_model, init_cfg, cfg, path: str) -> list[str]:
         grown.append(name)
     base = tuple(getattr(init_cfg.reae, k) for k in _BASE_FIELDS)
     if base != tuple(getattr(cfg.reae, k) for k in _BASE_FIELDS):
-        if init_cfg.reae.base_blocks:
+        if init_cfg.reae.base_blocks and not new_base:
             have = ", ".join(f"reae.{k}={v}" for k, v in zip(_BASE_FIELDS, base))
-            raise ConfigError(f"--init {path} has an LQNet base ({have}); pass the same settings")
+            raise ConfigError(f"--init {path} has an LQNet base ({have}); pass the same settings, or "
+                              "--init-base with a file of the new ones")
         fresh = fresh or ReAE(cfg.reae, dtype=reae.dtype, rngs=nnx.Rngs(cfg.train.seed))
         reae.base_net = fresh.base_net  # zero-initialised output: the base is still the plain resize
         grown.append("base_blocks")
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
             if make_residual(init_model, init_cfg, cfg, args.init):
                 print("swiftvr-train: --init has a plain ReAE; its decoder now adds a zero correction to the "
                       "upsampled input (reae.residual=true)", file=sys.stderr)
-            for name in grow_decoder(init_model, init_cfg, cfg, args.init):
+            for name in grow_decoder(init_model, init_cfg, cfg, args.init, new_base=bool(args.init_base)):
                 print(f"swiftvr-train: --init's decoder grows to reae.{name}={getattr(cfg.reae, name)} "
                       "(zero-initialised: same output until they train)", file=sys.stderr)
             if args.init_base:

@@ -81,9 +81,11 @@ def save(net: LQNet, path: str) -> None:
 def load(net: LQNet, path: str, *, grow: bool = False) -> None:
     """Copy a file written by `save` into `net` (the key set and every shape must match).
 
-    With `grow`, a file with fewer residual blocks than `net` also loads: its blocks fill the first
-    ones and each block after them keeps its first conv and gets a zero second conv, an identity, so
-    the grown network computes exactly what the file's did (the body conv follows the last block)."""
+    With `grow`, a file with fewer residual blocks or input frames than `net` also loads, and the
+    grown network computes exactly what the file's did: its blocks fill the first ones and each block
+    after them keeps its first conv and gets a zero second conv, an identity (the body conv follows
+    the last block); its head weights go to the newest frames' input channels (the last ones, see
+    `stack_causal`) and the older frames' get zeros."""
     from swiftvr_jax.convert import SafetensorsFile
     from swiftvr_jax.models.swiftvr import WeightsError, flat_params, load_flat_params
 
@@ -94,6 +96,11 @@ def load(net: LQNet, path: str, *, grow: bool = False) -> None:
             raise WeightsError(f"{path}: {len(have)} residual blocks, more than the {len(net.blocks)} asked")
         own = flat_params(net)
         tensors = {k: tensors[k] for k in tensors.keys()}
+        head, want = tensors.get("head.kernel"), own["head.kernel"].shape
+        if head is not None and head.shape[:2] == want[:2] and head.shape[3] == want[3] and head.shape[2] < want[2]:
+            grown = np.zeros(want, np.float32)  # [3, 3, 3 * frames, channels]: the newest frames are last
+            grown[:, :, want[2] - head.shape[2]:] = head
+            tensors["head.kernel"] = grown
         for k, v in own.items():
             parts = k.split(".")
             if parts[0] == "blocks" and int(parts[1]) >= len(have):  # the blocks the file lacks
