@@ -5,7 +5,7 @@
 
 A diagnostic for the data, not a restorer: an EDSR-style x4 network (conv head, residual blocks,
 pixel shuffle, zero-initialised output on a bicubic base, so it starts as bicubic exactly) sees
-`--frames` causal LQ frames, trains with L1 on the project's own loader (the same sources,
+`--frames` causal LQ frames, trains with L1 (or `--loss l2`) on the project's own loader (the same sources,
 degradation and example order as `swiftvr-train`), then reports PSNR against bicubic and Lanczos
 on fresh training-content batches (a different loader seed) and on the held-out real clips
 degraded as `infer.quality` degrades them, with the mean detail of their HQ frames (`detail`:
@@ -17,7 +17,7 @@ config and results) and prints a table. Training checkpoints to OUT/checkpoints 
 `--save` also writes the trained network (`lqnet.safetensors`, keys as in `LQNet`): the learned
 base of a residual ReAE with `reae.base_blocks` and `reae.base_frames=--frames` (see `swiftvr-train
 --init-base`); `--init` starts from such a file (with more `--blocks` than it has, the extra blocks
-start as identities). `--cosine` decays the learning rate to zero over
+start as identities; with more `--frames`, the older frames' head weights start at zero). `--cosine` decays the learning rate to zero over
 the steps (constant otherwise).
 """
 
