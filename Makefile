@@ -52,7 +52,7 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 15 runs and two averages: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 16 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
@@ -60,7 +60,8 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 # fine-tuning of that mean on the real videos of `make footage`, the mean of it and its start, one more
 # fine-tuning on all 24 videos, an LQNet trained alone on them (train.probe --save), and a last
 # fine-tuning with that LQNet as the decoder's learned base (reae.base_blocks=8, --init-base), and one
-# more from its end with the LQNet reloaded and frozen (train.base_lr_mult=0).
+# more from its end with the LQNet reloaded and frozen (train.base_lr_mult=0), then the same without the
+# perceptual term (train.perceptual_weight=0).
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -119,8 +120,12 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-base-frozen --init $(RUNS)/finetune-base-more/export \
 		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
+	# Once more from its end in the same way, without the perceptual term.
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-no-perceptual --init $(RUNS)/finetune-base-frozen/export \
+		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-base-frozen/export/config.json $(RUNS)/finetune-base-frozen/export/model.safetensors \
+		cp $(RUNS)/finetune-no-perceptual/export/config.json $(RUNS)/finetune-no-perceptual/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
