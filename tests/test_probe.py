@@ -105,15 +105,21 @@ def test_bad_source_is_one_line(tmp_path, capsys):
     assert rc == 2 and "no such file or folder" in capsys.readouterr().err
 
 
-def test_grow_loads_fewer_blocks_as_the_same_function(tmp_path):
+def _saved_small(tmp_path):
+    """A 1-frame, 2-block LQNet with a non-zero output conv, saved; (net, path)."""
     import jax
-
-    from swiftvr_jax.models.swiftvr import WeightsError
 
     small = lqnet.LQNet(1, channels=8, blocks=2, rngs=nnx.Rngs(0))
     small.up.kernel.set_value(jax.random.normal(jax.random.key(1), small.up.kernel.shape) * 0.1)  # not zero
     path = str(tmp_path / lqnet.FILE)
     lqnet.save(small, path)
+    return small, path
+
+
+def test_grow_loads_fewer_blocks_as_the_same_function(tmp_path):
+    from swiftvr_jax.models.swiftvr import WeightsError
+
+    small, path = _saved_small(tmp_path)
     big = lqnet.LQNet(1, channels=8, blocks=4, rngs=nnx.Rngs(5))
     own_first = np.asarray(big.blocks[3][0].kernel[...])
     with pytest.raises(WeightsError):  # without grow the key sets differ
@@ -130,12 +136,7 @@ def test_grow_loads_fewer_blocks_as_the_same_function(tmp_path):
 
 def test_grow_loads_fewer_frames_as_the_same_function(tmp_path):
     """A 1-frame file in a 3-frame net: the newest frame's channels get its head, the older ones zeros."""
-    import jax
-
-    one = lqnet.LQNet(1, channels=8, blocks=2, rngs=nnx.Rngs(0))
-    one.up.kernel.set_value(jax.random.normal(jax.random.key(1), one.up.kernel.shape) * 0.1)  # not zero
-    path = str(tmp_path / lqnet.FILE)
-    lqnet.save(one, path)
+    one, path = _saved_small(tmp_path)
     three = lqnet.LQNet(3, channels=8, blocks=3, rngs=nnx.Rngs(5))
     lqnet.load(three, path, grow=True)
     clip = jnp.asarray(np.random.default_rng(0).random((1, 4, 6, 5, 3)), jnp.float32)

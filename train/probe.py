@@ -17,8 +17,8 @@ config and results) and prints a table. Training checkpoints to OUT/checkpoints 
 `--save` also writes the trained network (`lqnet.safetensors`, keys as in `LQNet`): the learned
 base of a residual ReAE with `reae.base_blocks` and `reae.base_frames=--frames` (see `swiftvr-train
 --init-base`); `--init` starts from such a file (with more `--blocks` than it has, the extra blocks
-start as identities; with more `--frames`, the older frames' head weights start at zero). `--cosine` decays the learning rate to zero over
-the steps (constant otherwise).
+start as identities; with more `--frames`, the older frames' head weights start at zero). `--cosine`
+decays the learning rate to zero over the steps (constant otherwise).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def load(net: LQNet, path: str, *, grow: bool = False) -> None:
         own = flat_params(net)
         tensors = {k: tensors[k] for k in tensors.keys()}
         head, want = tensors.get("head.kernel"), own["head.kernel"].shape
-        if head is not None and head.shape[:2] == want[:2] and head.shape[3] == want[3] and head.shape[2] < want[2]:
+        if head is not None and head.shape[2] < want[2] and (*head.shape[:2], head.shape[3]) == (*want[:2], want[3]):
             grown = np.zeros(want, np.float32)  # [3, 3, 3 * frames, channels]: the newest frames are last
             grown[:, :, want[2] - head.shape[2]:] = head
             tensors["head.kernel"] = grown
