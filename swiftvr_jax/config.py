@@ -234,6 +234,7 @@ class DataConfig:
     reverse_prob: float = 0.5
     hflip_prob: float = 0.5
     vflip_prob: float = 0.0  # upside-down scenes teach a prior that real footage never needs
+    transpose_prob: float = 0.0  # swap height and width (with both flips: all 8 square symmetries); 0 draws nothing
     camera_speed: float = 3.0  # still images: max pan speed, output pixels per frame
     camera_zoom: float = 1.2  # still images: max zoom-out ratio reached within a clip
     camera_rotation: float = 2.0  # still images: max |rotation| in degrees
@@ -248,7 +249,8 @@ class DataConfig:
         if self.degradation not in DEGRADATIONS:
             raise ConfigError(f"data.degradation={self.degradation!r} is not valid; "
                               f"choose one of {', '.join(DEGRADATIONS)}")
-        for name in ("eval_fraction", "reverse_prob", "hflip_prob", "vflip_prob", "max_bad_fraction"):
+        for name in ("eval_fraction", "reverse_prob", "hflip_prob", "vflip_prob", "transpose_prob",
+                     "max_bad_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"data.{name}={getattr(self, name)} must be in [0, 1]")
         if self.max_stride < 1 or self.num_workers < 0 or self.prefetch < 1:

@@ -541,7 +541,8 @@ class ClipDataset:
         return len(self.clips)
 
     def hq_clip(self, clip: Clip, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-        """uint8 [T, S, S, 3] HQ frames of `clip` with random window, stride, crop, camera path and flips."""
+        """uint8 [T, S, S, 3] HQ frames of `clip` with random window, stride, crop, camera path, flips and
+        transpose."""
         t, s, cfg = self.clip_frames, self.hq_size, self.cfg
         params: dict[str, Any] = {"source": clip.path, "name": clip.name, "kind": clip.kind}
         if clip.kind == "image":
@@ -565,12 +566,16 @@ class ClipDataset:
         params["reverse"] = bool(rng.uniform() < cfg.reverse_prob)
         params["hflip"] = bool(rng.uniform() < cfg.hflip_prob)
         params["vflip"] = bool(rng.uniform() < cfg.vflip_prob)
+        if cfg.transpose_prob:  # drawn only when asked, so that runs without it keep their data order
+            params["transpose"] = bool(rng.uniform() < cfg.transpose_prob)
         if params["reverse"]:
             frames = frames[::-1]
         if params["hflip"]:
             frames = frames[:, :, ::-1]
         if params["vflip"]:
             frames = frames[:, ::-1]
+        if params.get("transpose"):
+            frames = frames.transpose(0, 2, 1, 3)
         return np.ascontiguousarray(frames), params
 
     def example(self, index: int) -> dict[str, Any]:

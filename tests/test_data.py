@@ -314,6 +314,27 @@ def test_augmentation_params_describe_the_frames(tmp_path):
                     ("hflip", False), ("vflip", True)}
 
 
+def test_transpose_swaps_height_and_width_and_is_drawn_only_when_asked(tmp_path):
+    plain = frames_dataset(tmp_path / "a", hflip_prob=0.5, vflip_prob=0.5)
+    swapped = frames_dataset(tmp_path / "b", hflip_prob=0.5, vflip_prob=0.5, transpose_prob=0.5)
+    seen = set()
+    for i in range(30):
+        ex, ref = swapped.example(i), plain.example(i)
+        p, hq = ex["params"], np.round(ex["hq"] * 255).astype(int)
+        assert "transpose" not in ref["params"]
+        y, x = p["crop"]
+        green, blue = 3 * (x + np.arange(32)), 3 * (y + np.arange(32))
+        green, blue = green[::-1] if p["hflip"] else green, blue[::-1] if p["vflip"] else blue
+        along_w, along_h = (blue, green) if p["transpose"] else (green, blue)
+        np.testing.assert_array_equal(hq[0, 0, :, 1 + p["transpose"]], along_w)
+        np.testing.assert_array_equal(hq[0, :, 0, 2 - p["transpose"]], along_h)
+        seen.add(p["transpose"])
+    assert seen == {True, False}
+    # it is drawn after the window, crop and flips, so those stay what a run without it draws
+    keep = ("start", "stride", "crop", "reverse", "hflip", "vflip")
+    assert [swapped.example(0)["params"][k] for k in keep] == [plain.example(0)["params"][k] for k in keep]
+
+
 def test_example_is_a_function_of_seed_and_index(tmp_path):
     ds = frames_dataset(tmp_path, degradation="realbasicvsr", max_stride=2, reverse_prob=0.5, hflip_prob=0.5)
     a, b = ds.example(5), ds.example(5)
