@@ -325,9 +325,9 @@ def test_transpose_swaps_height_and_width_and_is_drawn_only_when_asked(tmp_path)
         y, x = p["crop"]
         green, blue = 3 * (x + np.arange(32)), 3 * (y + np.arange(32))
         green, blue = green[::-1] if p["hflip"] else green, blue[::-1] if p["vflip"] else blue
-        along_w, along_h = (blue, green) if p["transpose"] else (green, blue)
-        np.testing.assert_array_equal(hq[0, 0, :, 1 + p["transpose"]], along_w)
-        np.testing.assert_array_equal(hq[0, :, 0, 2 - p["transpose"]], along_h)
+        t = p["transpose"]  # green runs along the width and blue along the height, swapped when transposed
+        np.testing.assert_array_equal(hq[0, :, 0, 1] if t else hq[0, 0, :, 1], green)
+        np.testing.assert_array_equal(hq[0, 0, :, 2] if t else hq[0, :, 0, 2], blue)
         seen.add(p["transpose"])
     assert seen == {True, False}
     # it is drawn after the window, crop and flips, so those stay what a run without it draws
