@@ -235,6 +235,7 @@ class DataConfig:
     hflip_prob: float = 0.5
     vflip_prob: float = 0.0  # upside-down scenes teach a prior that real footage never needs
     transpose_prob: float = 0.0  # swap height and width (with both flips: all 8 square symmetries); 0 draws nothing
+    video_zoom: float = 1.0  # videos: max ratio of a crop's side to hq_size, area-resized to it; 1 draws nothing
     camera_speed: float = 3.0  # still images: max pan speed, output pixels per frame
     camera_zoom: float = 1.2  # still images: max zoom-out ratio reached within a clip
     camera_rotation: float = 2.0  # still images: max |rotation| in degrees
@@ -255,9 +256,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name}={getattr(self, name)} must be in [0, 1]")
         if self.max_stride < 1 or self.num_workers < 0 or self.prefetch < 1:
             raise ConfigError("data.max_stride and data.prefetch must be >= 1, data.num_workers >= 0")
-        if self.camera_speed < 0 or self.camera_zoom < 1 or self.camera_rotation < 0 or self.image_downscale < 1:
-            raise ConfigError("data.camera_speed and camera_rotation must be >= 0, camera_zoom and "
-                              "image_downscale >= 1")
+        if (self.camera_speed < 0 or self.camera_rotation < 0
+                or min(self.camera_zoom, self.image_downscale, self.video_zoom) < 1):
+            raise ConfigError("data.camera_speed and camera_rotation must be >= 0, camera_zoom, "
+                              "image_downscale and video_zoom >= 1")
 
 
 

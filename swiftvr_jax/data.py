@@ -541,8 +541,8 @@ class ClipDataset:
         return len(self.clips)
 
     def hq_clip(self, clip: Clip, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-        """uint8 [T, S, S, 3] HQ frames of `clip` with random window, stride, crop, camera path, flips and
-        transpose."""
+        """uint8 [T, S, S, 3] HQ frames of `clip` with random window, stride, crop (and its zoom), camera path,
+        flips and transpose."""
         t, s, cfg = self.clip_frames, self.hq_size, self.cfg
         params: dict[str, Any] = {"source": clip.path, "name": clip.name, "kind": clip.kind}
         if clip.kind == "image":
@@ -560,8 +560,15 @@ class ClipDataset:
                 stride = min(stride, (clip.num_frames - 1) // (t - 1))  # >= 1: select_clips kept T frames
             start = int(rng.integers(0, clip.num_frames - (t - 1) * stride))
             frames = read_frames(clip, range(start, start + (t - 1) * stride + 1, stride))
-            y, x = int(rng.integers(0, clip.size[0] - s + 1)), int(rng.integers(0, clip.size[1] - s + 1))
-            frames = frames[:, y:y + s, x:x + s]
+            c = s  # the crop's side
+            if cfg.video_zoom > 1:  # drawn only when asked, so that runs without it keep their data order
+                most = min(cfg.video_zoom, min(clip.size) / s)
+                c = min(int(round(s * np.exp(rng.uniform(0.0, np.log(most))))), *clip.size)
+                params["crop_size"] = c
+            y, x = int(rng.integers(0, clip.size[0] - c + 1)), int(rng.integers(0, clip.size[1] - c + 1))
+            frames = frames[:, y:y + c, x:x + c]
+            if c != s:  # more content per pixel: area-downscaled to S x S
+                frames = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in frames])
             params.update(start=start, stride=stride, crop=[y, x])
         params["reverse"] = bool(rng.uniform() < cfg.reverse_prob)
         params["hflip"] = bool(rng.uniform() < cfg.hflip_prob)

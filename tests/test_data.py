@@ -335,6 +335,22 @@ def test_transpose_swaps_height_and_width_and_is_drawn_only_when_asked(tmp_path)
     assert [swapped.example(0)["params"][k] for k in keep] == [plain.example(0)["params"][k] for k in keep]
 
 
+def test_video_zoom_area_resizes_a_larger_crop_and_is_drawn_only_when_asked(tmp_path):
+    zoomed = frames_dataset(tmp_path / "a", video_zoom=1.5)
+    plain = frames_dataset(tmp_path / "b")
+    sizes = set()
+    for i in range(30):
+        p, hq = zoomed.example(i)["params"], zoomed.example(i)["hq"] * 255
+        assert "crop_size" not in plain.example(i)["params"]
+        c, (y, x) = p["crop_size"], p["crop"]
+        assert 32 <= c <= 48 and y + c <= H and x + c <= W  # at most 1.5x, and the frame (48 px tall) bounds it
+        centres = (np.arange(32) + 0.5) * c / 32 - 0.5  # where each output pixel's centre falls in the crop
+        np.testing.assert_allclose(hq[0, 0, :, 1], 3 * (x + centres), atol=1.0)  # a ramp stays a ramp
+        np.testing.assert_allclose(hq[0, :, 0, 2], 3 * (y + centres), atol=1.0)
+        sizes.add(c)
+    assert min(sizes) < 36 and max(sizes) > 44
+
+
 def test_example_is_a_function_of_seed_and_index(tmp_path):
     ds = frames_dataset(tmp_path, degradation="realbasicvsr", max_stride=2, reverse_prob=0.5, hflip_prob=0.5)
     a, b = ds.example(5), ds.example(5)
