@@ -52,7 +52,7 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 16 runs and two averages: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 19 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
@@ -61,7 +61,8 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 # fine-tuning on all 24 videos, an LQNet trained alone on them (train.probe --save), and a last
 # fine-tuning with that LQNet as the decoder's learned base (reae.base_blocks=8, --init-base), and one
 # more from its end with the LQNet reloaded and frozen (train.base_lr_mult=0), then the same without the
-# perceptual term (train.perceptual_weight=0).
+# perceptual term (train.perceptual_weight=0), and last the LQNet trained on with all 8 symmetries of a square
+# as augmentation (data.vflip_prob, data.transpose_prob) and a fine-tuning with it.
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -80,6 +81,7 @@ COND_FT := --set train.lr=2e-4 --set train.dit_lr_mult=0.5 --set train.batch_siz
 TRAIN := $(BIN)/python -m train.train
 ALL_FOOTAGE := bundled,manifest:$(FOOTAGE)/footage.json,manifest:$(FOOTAGE)/footage-more.json
 LQNET_DATA := $(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json
+D8 := --set data.vflip_prob=0.5 --set data.transpose_prob=0.5
 train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
@@ -124,8 +126,20 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-no-perceptual --init $(RUNS)/finetune-base-frozen/export \
 		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0
+	# The base once more, from lqnet-more, with all 8 symmetries of a square as augmentation (vertical flips and
+	# transposes as well as horizontal flips): 1,500 steps, then 3,000 more on other batches; then the same
+	# fine-tuning as the last, with that base frozen and the same augmentation.
+	test -f $(RUNS)/lqnet-d8/lqnet.safetensors || $(BIN)/python -m train.probe --steps 1500 --frames 1 --cosine --save \
+		--lr 1e-4 --seed 5 --init $(RUNS)/lqnet-more/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
+		--out $(RUNS)/lqnet-d8
+	test -f $(RUNS)/lqnet-d8-more/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
+		--save --lr 1e-4 --seed 6 --init $(RUNS)/lqnet-d8/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
+		--out $(RUNS)/lqnet-d8-more
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-d8 --init $(RUNS)/finetune-no-perceptual/export \
+		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-d8-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0 $(D8)
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-no-perceptual/export/config.json $(RUNS)/finetune-no-perceptual/export/model.safetensors \
+		cp $(RUNS)/finetune-d8/export/config.json $(RUNS)/finetune-d8/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
