@@ -52,7 +52,7 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 19 runs and two averages: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 22 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
@@ -62,7 +62,8 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 # fine-tuning with that LQNet as the decoder's learned base (reae.base_blocks=8, --init-base), and one
 # more from its end with the LQNet reloaded and frozen (train.base_lr_mult=0), then the same without the
 # perceptual term (train.perceptual_weight=0), and last the LQNet trained on with all 8 symmetries of a square
-# as augmentation (data.vflip_prob, data.transpose_prob) and a fine-tuning with it.
+# as augmentation (data.vflip_prob, data.transpose_prob) and a fine-tuning with it, then
+# the same again with that LQNet trained longer.
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -138,8 +139,19 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-d8 --init $(RUNS)/finetune-no-perceptual/export \
 		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-d8-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0 $(D8)
+	# The base 6,000 more steps the same way (two runs of 3,000 on other batches), then the same fine-tuning
+	# once more from finetune-d8's end with that base.
+	test -f $(RUNS)/lqnet-d8-3/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
+		--save --lr 1e-4 --seed 7 --init $(RUNS)/lqnet-d8-more/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
+		--out $(RUNS)/lqnet-d8-3
+	test -f $(RUNS)/lqnet-d8-4/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
+		--save --lr 1e-4 --seed 8 --init $(RUNS)/lqnet-d8-3/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
+		--out $(RUNS)/lqnet-d8-4
+	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-d8-more --init $(RUNS)/finetune-d8/export \
+		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-d8-4/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
+		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0 $(D8)
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-d8/export/config.json $(RUNS)/finetune-d8/export/model.safetensors \
+		cp $(RUNS)/finetune-d8-more/export/config.json $(RUNS)/finetune-d8-more/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)
