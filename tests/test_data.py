@@ -500,4 +500,6 @@ def test_data_config_validates():
         D.DataConfig(degradation="heavy")
     with pytest.raises(ConfigError, match="eval_fraction"):
         D.DataConfig(eval_fraction=1.5)
+    with pytest.raises(ConfigError, match="video_zoom >= 1"):
+        D.DataConfig(video_zoom=0.5)
     assert math.isclose(D.DataConfig().eval_fraction, 0.1)
