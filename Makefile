@@ -83,6 +83,10 @@ TRAIN := $(BIN)/python -m train.train
 ALL_FOOTAGE := bundled,manifest:$(FOOTAGE)/footage.json,manifest:$(FOOTAGE)/footage-more.json
 LQNET_DATA := $(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json
 D8 := --set data.vflip_prob=0.5 --set data.transpose_prob=0.5
+# The LQNet continued with all 8 symmetries, and the fine-tuning around a frozen LQNet base without the perceptual term.
+D8_PROBE := $(BIN)/python -m train.probe --frames 1 --cosine --save --lr 1e-4 --set data.sources=$(LQNET_DATA) $(D8)
+FROZEN_FT := $(TRAIN) --stage finetune $(COND) --set reae.base_blocks=8 --set train.base_lr_mult=0 --steps 400 \
+	$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0
 train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 	$(TRAIN) --stage reae     $(DEFAULT_SET) --workdir $(RUNS)/reae --steps 2000 --set train.lr=3e-4 \
 		--set train.warmup_steps=200 --set train.checkpoint_every=250
@@ -124,32 +128,25 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
 		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE)
 	# Once more from its end in the same way, without the perceptual term.
-	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-no-perceptual --init $(RUNS)/finetune-base-frozen/export \
-		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
-		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0
+	$(FROZEN_FT) --workdir $(RUNS)/finetune-no-perceptual --init $(RUNS)/finetune-base-frozen/export \
+		--init-base $(RUNS)/lqnet-more/lqnet.safetensors
 	# The base once more, from lqnet-more, with all 8 symmetries of a square as augmentation (vertical flips and
 	# transposes as well as horizontal flips): 1,500 steps, then 3,000 more on other batches; then the same
 	# fine-tuning as the last, with that base frozen and the same augmentation.
-	test -f $(RUNS)/lqnet-d8/lqnet.safetensors || $(BIN)/python -m train.probe --steps 1500 --frames 1 --cosine --save \
-		--lr 1e-4 --seed 5 --init $(RUNS)/lqnet-more/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
-		--out $(RUNS)/lqnet-d8
-	test -f $(RUNS)/lqnet-d8-more/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
-		--save --lr 1e-4 --seed 6 --init $(RUNS)/lqnet-d8/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
-		--out $(RUNS)/lqnet-d8-more
-	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-d8 --init $(RUNS)/finetune-no-perceptual/export \
-		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-d8-more/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
-		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0 $(D8)
+	test -f $(RUNS)/lqnet-d8/lqnet.safetensors || $(D8_PROBE) --steps 1500 --seed 5 \
+		--init $(RUNS)/lqnet-more/lqnet.safetensors --out $(RUNS)/lqnet-d8
+	test -f $(RUNS)/lqnet-d8-more/lqnet.safetensors || $(D8_PROBE) --steps 3000 --seed 6 \
+		--init $(RUNS)/lqnet-d8/lqnet.safetensors --out $(RUNS)/lqnet-d8-more
+	$(FROZEN_FT) --workdir $(RUNS)/finetune-d8 --init $(RUNS)/finetune-no-perceptual/export \
+		--init-base $(RUNS)/lqnet-d8-more/lqnet.safetensors $(D8)
 	# The base 6,000 more steps the same way (two runs of 3,000 on other batches), then the same fine-tuning
 	# once more from finetune-d8's end with that base.
-	test -f $(RUNS)/lqnet-d8-3/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
-		--save --lr 1e-4 --seed 7 --init $(RUNS)/lqnet-d8-more/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
-		--out $(RUNS)/lqnet-d8-3
-	test -f $(RUNS)/lqnet-d8-4/lqnet.safetensors || $(BIN)/python -m train.probe --steps 3000 --frames 1 --cosine \
-		--save --lr 1e-4 --seed 8 --init $(RUNS)/lqnet-d8-3/lqnet.safetensors --set data.sources=$(LQNET_DATA) $(D8) \
-		--out $(RUNS)/lqnet-d8-4
-	$(TRAIN) --stage finetune $(COND) --workdir $(RUNS)/finetune-d8-more --init $(RUNS)/finetune-d8/export \
-		--set reae.base_blocks=8 --init-base $(RUNS)/lqnet-d8-4/lqnet.safetensors --set train.base_lr_mult=0 --steps 400 \
-		$(COND_FT) --set train.reae_lr_mult=1.0 --set data.sources=$(ALL_FOOTAGE) --set train.perceptual_weight=0 $(D8)
+	test -f $(RUNS)/lqnet-d8-3/lqnet.safetensors || $(D8_PROBE) --steps 3000 --seed 7 \
+		--init $(RUNS)/lqnet-d8-more/lqnet.safetensors --out $(RUNS)/lqnet-d8-3
+	test -f $(RUNS)/lqnet-d8-4/lqnet.safetensors || $(D8_PROBE) --steps 3000 --seed 8 \
+		--init $(RUNS)/lqnet-d8-3/lqnet.safetensors --out $(RUNS)/lqnet-d8-4
+	$(FROZEN_FT) --workdir $(RUNS)/finetune-d8-more --init $(RUNS)/finetune-d8/export \
+		--init-base $(RUNS)/lqnet-d8-4/lqnet.safetensors $(D8)
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
 		cp $(RUNS)/finetune-d8-more/export/config.json $(RUNS)/finetune-d8-more/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi

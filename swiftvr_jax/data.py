@@ -563,7 +563,7 @@ class ClipDataset:
             c = s  # the crop's side
             if cfg.video_zoom > 1:  # drawn only when asked, so that runs without it keep their data order
                 most = min(cfg.video_zoom, min(clip.size) / s)
-                c = min(int(round(s * np.exp(rng.uniform(0.0, np.log(most))))), *clip.size)
+                c = int(round(s * np.exp(rng.uniform(0.0, np.log(most)))))  # at most min(clip.size)
                 params["crop_size"] = c
             y, x = int(rng.integers(0, clip.size[0] - c + 1)), int(rng.integers(0, clip.size[1] - c + 1))
             frames = frames[:, y:y + c, x:x + c]
