@@ -52,7 +52,7 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 	$(BIN)/python -m train.footage --out $(FOOTAGE)
 
 # The default model (swiftvr_jax/weights/default): the small preset with the 8x ReAE, trained on the
-# bundled data with the "light" degradation, in 22 runs and two averages: a plain ReAE, then the same
+# bundled data with the "light" degradation, in 24 runs and two averages: a plain ReAE, then the same
 # ReAE made residual (its decoder corrects the upsampled input), the flow teacher, the MFSWA student,
 # the joint fine-tuning, two more fine-tunings with decoder blocks that see each upsampled LQ frame
 # (reae.cond_blocks, on a bicubic base), a fine-tuning that adds the real photographs of `make photos`,
@@ -63,7 +63,8 @@ $(FOOTAGE)/SOURCES.json: $(STAMP) swiftvr_jax/footage.py
 # more from its end with the LQNet reloaded and frozen (train.base_lr_mult=0), then the same without the
 # perceptual term (train.perceptual_weight=0), and last the LQNet trained on with all 8 symmetries of a square
 # as augmentation (data.vflip_prob, data.transpose_prob) and a fine-tuning with it, then
-# the same again with that LQNet trained longer.
+# the same again with that LQNet trained longer, and once more with it trained on zoomed-out video crops
+# (data.video_zoom=1.5).
 # Every run resumes from its checkpoints in RUNS, so interrupting and re-running `make train-default`
 # continues where it stopped.
 # `make train-default VARIANT=16x` trains the same recipe with the paper's 16x ReAE (for comparison;
@@ -147,8 +148,14 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 		--init $(RUNS)/lqnet-d8-3/lqnet.safetensors --out $(RUNS)/lqnet-d8-4
 	$(FROZEN_FT) --workdir $(RUNS)/finetune-d8-more --init $(RUNS)/finetune-d8/export \
 		--init-base $(RUNS)/lqnet-d8-4/lqnet.safetensors $(D8)
+	# The base 1,500 more steps with video crops up to 1.5 times the training size, area-resized to it; then the
+	# same fine-tuning once more from finetune-d8-more's end with that base and the same zoom.
+	test -f $(RUNS)/lqnet-zoom/lqnet.safetensors || $(D8_PROBE) --steps 1500 --seed 9 --set data.video_zoom=1.5 \
+		--init $(RUNS)/lqnet-d8-4/lqnet.safetensors --out $(RUNS)/lqnet-zoom
+	$(FROZEN_FT) --workdir $(RUNS)/finetune-zoom --init $(RUNS)/finetune-d8-more/export \
+		--init-base $(RUNS)/lqnet-zoom/lqnet.safetensors $(D8) --set data.video_zoom=1.5
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
-		cp $(RUNS)/finetune-d8-more/export/config.json $(RUNS)/finetune-d8-more/export/model.safetensors \
+		cp $(RUNS)/finetune-zoom/export/config.json $(RUNS)/finetune-zoom/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
 
 test: $(STAMP)

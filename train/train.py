@@ -186,6 +186,8 @@ def main(argv=None) -> int:
                 print("swiftvr-train: --init has a plain ReAE; its decoder now adds a zero correction to the "
                       "upsampled input (reae.residual=true)", file=sys.stderr)
             for name in grow_decoder(init_model, init_cfg, cfg, args.init, new_base=bool(args.init_base)):
+                if name == "base_blocks" and args.init_base:
+                    continue  # not zero-initialised: the --init-base file replaces it just below
                 print(f"swiftvr-train: --init's decoder grows to reae.{name}={getattr(cfg.reae, name)} "
                       "(zero-initialised: same output until they train)", file=sys.stderr)
             if args.init_base:
