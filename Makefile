@@ -84,6 +84,7 @@ TRAIN := $(BIN)/python -m train.train
 ALL_FOOTAGE := bundled,manifest:$(FOOTAGE)/footage.json,manifest:$(FOOTAGE)/footage-more.json
 LQNET_DATA := $(FOOTAGE)/footage.json,$(FOOTAGE)/footage-more.json
 D8 := --set data.vflip_prob=0.5 --set data.transpose_prob=0.5
+ZOOM := --set data.video_zoom=1.5
 # The LQNet continued with all 8 symmetries, and the fine-tuning around a frozen LQNet base without the perceptual term.
 D8_PROBE := $(BIN)/python -m train.probe --frames 1 --cosine --save --lr 1e-4 --set data.sources=$(LQNET_DATA) $(D8)
 FROZEN_FT := $(TRAIN) --stage finetune $(COND) --set reae.base_blocks=8 --set train.base_lr_mult=0 --steps 400 \
@@ -150,10 +151,10 @@ train-default: $(STAMP) $(PHOTOS)/SOURCES.json $(FOOTAGE)/SOURCES.json
 		--init-base $(RUNS)/lqnet-d8-4/lqnet.safetensors $(D8)
 	# The base 1,500 more steps with video crops up to 1.5 times the training size, area-resized to it; then the
 	# same fine-tuning once more from finetune-d8-more's end with that base and the same zoom.
-	test -f $(RUNS)/lqnet-zoom/lqnet.safetensors || $(D8_PROBE) --steps 1500 --seed 9 --set data.video_zoom=1.5 \
+	test -f $(RUNS)/lqnet-zoom/lqnet.safetensors || $(D8_PROBE) --steps 1500 --seed 9 $(ZOOM) \
 		--init $(RUNS)/lqnet-d8-4/lqnet.safetensors --out $(RUNS)/lqnet-zoom
 	$(FROZEN_FT) --workdir $(RUNS)/finetune-zoom --init $(RUNS)/finetune-d8-more/export \
-		--init-base $(RUNS)/lqnet-zoom/lqnet.safetensors $(D8) --set data.video_zoom=1.5
+		--init-base $(RUNS)/lqnet-zoom/lqnet.safetensors $(D8) $(ZOOM)
 	if [ "$(VARIANT)" = 8x ]; then mkdir -p swiftvr_jax/weights/default && \
 		cp $(RUNS)/finetune-zoom/export/config.json $(RUNS)/finetune-zoom/export/model.safetensors \
 		swiftvr_jax/weights/default/; fi
